@@ -1,0 +1,89 @@
+"""`xbar run` on ideal hardware: reports, input noise, reproducibility, errors."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from xbar import io
+from xbar.cli import main
+from xbar.evaluate import evaluate, input_noise
+from xbar.nets import build
+from xbar import data
+
+
+def _run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture
+def tiny_weights(tmp_path):
+    return io.save(build("mlp", hidden=12, seed=1), tmp_path / "tiny.h5")
+
+
+def test_run_json_has_the_design_keys(tiny_weights):
+    result = _run("run", str(tiny_weights), "--limit", "300", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    for key in ("weights", "dataset", "n_images", "accuracy", "accuracy_std", "accuracies",
+                "seconds", "images_per_second", "hardware"):
+        assert key in report
+    assert report["n_images"] == 300 and 0.0 <= report["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("name", ["mlp-mnist", "cnn-mnist", "rnn-mnist-t7",
+                                  "mlp-fashion-mnist", "cnn-fashion-mnist", "rnn-fashion-mnist-t7"])
+def test_shipped_weights_reach_their_recorded_accuracy(name, shipped_weights):
+    path = shipped_weights / f"{name}.h5"
+    result = _run("run", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["n_images"] == 10000
+    assert report["accuracy"] == pytest.approx(io.load(path).provenance["test_accuracy"], abs=1e-9)
+
+
+def test_input_noise_statistics():
+    sigma, n = 0.025, 200_000
+    noise = input_noise((n,), sigma, seed=7).astype(np.float64)
+    # mean ~ N(0, sigma^2/n); variance estimate has std sigma^2 sqrt(2/(n-1)): 5-sigma bounds.
+    assert abs(noise.mean()) < 5 * sigma / np.sqrt(n)
+    assert abs(noise.var(ddof=1) - sigma**2) < 5 * sigma**2 * np.sqrt(2 / (n - 1))
+
+
+def test_input_noise_is_reproducible_by_seed_and_independent_of_batching():
+    network = build("mlp", hidden=20, seed=0)
+    images, labels = data.load("mnist", "test", limit=500)
+    a = evaluate(network, images, labels, sigma_te=0.3, seed=11, batch_size=500)
+    b = evaluate(network, images, labels, sigma_te=0.3, seed=11, batch_size=37)
+    assert a.accuracy == b.accuracy
+    assert not np.array_equal(input_noise((5, 5), 0.1, 1), input_noise((5, 5), 0.1, 2))
+
+
+def test_sigma_te_hurts_a_trained_network(shipped_weights):
+    path = str(shipped_weights / "mlp-mnist.h5")
+    clean = json.loads(_run("run", path, "--limit", "1000", "--json").stdout)["accuracy"]
+    noisy = json.loads(_run("run", path, "--limit", "1000", "--sigma-te", "0.5", "--json").stdout)["accuracy"]
+    assert noisy < clean - 0.05
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "--bogus"],
+    ["run", "missing.h5"],
+    ["run", "--limit", "0"],
+    ["run", "--sigma-te", "-1"],
+    ["run", "--dataset", "cifar"],
+    ["info"],
+    ["nosuchcommand"],
+])
+def test_bad_input_is_one_line_and_exit_2(args):
+    result = _run(*args)
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("xbar: error:")
+
+
+def test_default_run_uses_the_shipped_mlp():
+    result = _run("run", "--limit", "200", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["weights"].endswith("mlp-mnist.h5")

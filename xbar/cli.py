@@ -1,0 +1,245 @@
+"""The ``xbar`` command line (click). The only module that prints.
+
+Every user error (an :class:`~xbar.errors.XbarError` or a click usage error)
+becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import __version__, data
+from .errors import XbarError
+
+
+def _fail(message: str) -> None:
+    click.echo(f"xbar: error: {message}", err=True)
+    sys.exit(2)
+
+
+class _Group(click.Group):
+    """A click group whose usage errors are one line, and which turns XbarError into exit 2."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            _fail("aborted")
+        except click.UsageError as exc:
+            ctx = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+            _fail(f"{ctx}{exc.format_message()}")
+        except click.ClickException as exc:
+            _fail(exc.format_message())
+        except XbarError as exc:
+            _fail(str(exc))
+
+
+class _NoBar:
+    """Stand-in for a progress bar when stderr is not a terminal (logs and pipes stay clean)."""
+
+    length = 0
+    label = ""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n):
+        pass
+
+
+def _progress_bar(total: int, label: str):
+    """A click progress bar on stderr, shown only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        return _NoBar()
+    return click.progressbar(length=total, label=label, file=sys.stderr, show_eta=True,
+                             show_percent=True, show_pos=True)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="xbar")
+def main():
+    """xbar: circuit-level simulation of analog in-memory (crossbar) inference."""
+
+
+DEFAULT_WEIGHTS = data.SHIPPED_DIR / "weights" / "mlp-mnist.h5"
+
+
+def _load_weights(path):
+    from . import io
+
+    return io.load(path)
+
+
+@main.command("info")
+@click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info_cmd(weights, as_json):
+    """Show a weights file: architecture, layers with shapes, parameters, provenance."""
+    network = _load_weights(weights)
+    layers = [
+        {"kind": kind, "output_shape": list(shape), "kernel_shape": None if k is None else list(k), "params": n}
+        for kind, shape, k, n in network.summary()
+    ]
+    if as_json:
+        click.echo(json.dumps({
+            "weights": str(weights), "arch": network.arch, "dataset": network.dataset,
+            "input_shape": list(network.input_shape), "n_classes": network.n_classes,
+            "n_params": network.n_params, "layers": layers, "provenance": network.provenance,
+        }))
+        return
+    click.echo(f"{weights}: {network.arch} for {network.dataset}, input {network.input_shape}, "
+               f"{network.n_classes} classes, {network.n_params:,} parameters")
+    for index, layer in enumerate(layers):
+        kernel = "" if layer["kernel_shape"] is None else f"kernel {tuple(layer['kernel_shape'])}"
+        click.echo(f"  {index:2d} {layer['kind']:<10} -> {str(tuple(layer['output_shape'])):<14} "
+                   f"{kernel:<24} {layer['params']:>8,} params")
+    if network.provenance:
+        click.echo("provenance:")
+        for key, value in sorted(network.provenance.items()):
+            click.echo(f"  {key} = {value}")
+
+
+@main.command("run")
+@click.argument("weights", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dataset", type=click.Choice(list(data.DATASETS)), default=None,
+              help="Test set (default: the one the weights were trained for).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N test images.")
+@click.option("--sigma-te", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Std of Gaussian noise added to each test pixel (pixels in [0, 1]).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of every random draw.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def run_cmd(weights, dataset, limit, sigma_te, seed, batch_size, as_json):
+    """Accuracy and speed of a network on its test set (default: the shipped MNIST MLP)."""
+    from .evaluate import evaluate
+
+    weights = DEFAULT_WEIGHTS if weights is None else weights
+    network = _load_weights(weights)
+    dataset = dataset or network.dataset
+    images, labels = data.load(dataset, "test", limit=limit)
+    with _progress_bar(len(images), "run") as bar:
+        result = evaluate(network, images, labels, sigma_te=sigma_te, seed=seed,
+                          batch_size=batch_size, progress=bar.update)
+    report = {
+        "weights": str(weights), "dataset": dataset, "n_images": result.n_images,
+        "accuracy": result.accuracy, "accuracy_std": 0.0, "accuracies": [result.accuracy],
+        "seeds": [seed], "sigma_te": sigma_te,
+        "seconds": result.seconds, "images_per_second": result.images_per_second,
+        "hardware": "ideal",
+    }
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"{weights} on {dataset} ({result.n_images} images, hardware ideal, sigma_te {sigma_te}): "
+               f"accuracy {result.accuracy:.4f}, {result.images_per_second:,.0f} images/s")
+
+
+@main.group("data", cls=_Group)
+def data_cmd():
+    """Datasets: fetch the training sets, show where they are, verify checksums."""
+
+
+_DATASET_CHOICE = click.Choice([*data.DATASETS, "all"])
+
+
+def _datasets(name):
+    return list(data.DATASETS) if name == "all" else [name]
+
+
+@data_cmd.command("fetch")
+@click.option("--dataset", type=_DATASET_CHOICE, default="all", show_default=True)
+@click.option("--source", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder holding the IDX files (gzip or raw); default: $XBAR_DATA, the Debian "
+                   "package path, then the canonical download.")
+def data_fetch_cmd(dataset, source):
+    """Obtain and verify the train and test IDX files into the local store."""
+    if source is not None and not source.is_dir():
+        raise XbarError(f"--source {source}: no such folder")
+    for name in _datasets(dataset):
+        for path, origin in data.fetch(name, source):
+            click.echo(f"{path} <- {origin} (SHA-256 verified)")
+
+
+@data_cmd.command("path")
+@click.option("--dataset", type=_DATASET_CHOICE, default="all", show_default=True)
+def data_path_cmd(dataset):
+    """Print where each split of each dataset is found (or that it is missing)."""
+    for name in _datasets(dataset):
+        for split in data.SPLITS:
+            try:
+                images, labels = data.locate(name, split)
+                click.echo(f"{name} {split}: {images.parent}")
+            except XbarError:
+                click.echo(f"{name} {split}: missing (run 'xbar data fetch --dataset {name}')")
+    click.echo(f"store: {data.store_dir()}")
+
+
+@data_cmd.command("verify")
+@click.option("--dataset", type=_DATASET_CHOICE, default="all", show_default=True)
+def data_verify_cmd(dataset):
+    """Check every dataset file found against its recorded SHA-256; exit 2 on a mismatch."""
+    bad = []
+    for name in _datasets(dataset):
+        for path, ok in data.verify(name):
+            click.echo(f"{'ok' if ok else 'MISMATCH'} {path}")
+            if not ok:
+                bad.append(str(path))
+    if bad:
+        raise XbarError(f"{len(bad)} file(s) fail their SHA-256 check: {', '.join(bad)}")
+
+
+@main.command("train")
+@click.option("--arch", type=click.Choice(["mlp", "cnn", "rnn"]), required=True)
+@click.option("--dataset", type=click.Choice(list(data.DATASETS)), default="mnist", show_default=True)
+@click.option("--timesteps", type=click.IntRange(min=1), default=7, show_default=True,
+              help="RNN time steps (a divisor of 784).")
+@click.option("--hidden", type=click.IntRange(min=1), default=300, show_default=True, help="MLP hidden size.")
+@click.option("--sigma-neu", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Std of Gaussian noise at every hidden activation during training.")
+@click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
+              help="Adam learning rate (cosine-decayed to 0).")
+@click.option("--augment-shift", type=click.IntRange(min=0, max=4), default=0, show_default=True,
+              help="Random translation of training images by up to this many pixels.")
+@click.option("--train-limit", type=click.IntRange(min=1), default=None, help="Use only the first N training images.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N optimiser steps.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Weights file (.h5) to write.")
+def train_cmd(arch, dataset, timesteps, hidden, sigma_neu, epochs, batch_size, lr, augment_shift,
+              train_limit, max_steps, seed, output):
+    """Train one of the paper's networks with PyTorch and write it as an xbar weights file."""
+    from . import io
+    from .train import TrainConfig, train
+
+    config = TrainConfig(arch=arch, dataset=dataset, hidden=hidden, timesteps=timesteps,
+                         sigma_neu=sigma_neu, epochs=epochs, batch_size=batch_size, lr=lr,
+                         augment_shift_px=augment_shift, seed=seed, train_limit=train_limit,
+                         max_steps=max_steps)
+    with _progress_bar(1, f"train {arch} {dataset}") as bar:
+        def progress(step, total, loss):
+            bar.length = total
+            bar.update(1)
+        network, losses = train(config, progress)
+    io.save(network, output)
+    prov = network.provenance
+    click.echo(f"{output}: {arch} on {dataset}, {prov['steps']} steps in {prov['train_seconds']} s, "
+               f"final loss {np.mean(losses[-50:]):.4f}, test accuracy {prov['test_accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

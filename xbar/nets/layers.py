@@ -1,0 +1,260 @@
+"""Layers of the numpy networks (float32, NHWC).
+
+Weight layers (:class:`Dense`, :class:`Conv2D`, :class:`Mosaic`) never multiply
+matrices themselves: each is handed a ``matmul`` callable that maps a
+(batch, n_in) float32 array to (batch, n_out), bias included. The ideal one is
+:class:`IdealMatrix`; the crossbar substitutes its analog tiles for it, so ideal
+and analog execution share this code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar
+
+import numpy as np
+
+from ..errors import XbarError
+
+Matmul = Callable[[np.ndarray], np.ndarray]
+"""(batch, n_in) float32 -> (batch, n_out) float32, bias included."""
+
+ACTIVATIONS = ("brelu", "linear")
+
+
+def bounded_relu(x: np.ndarray) -> np.ndarray:
+    """The paper's bounded ReLU, min(max(0, x), 1), in place on a float array."""
+    return np.clip(x, 0.0, 1.0, out=x)
+
+
+def _activate(x: np.ndarray, activation: str) -> np.ndarray:
+    return bounded_relu(x) if activation == "brelu" else x
+
+
+class IdealMatrix:
+    """The ideal float32 product ``x @ kernel + bias``: the reference every analog matrix replaces."""
+
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray | None):
+        self.kernel = np.ascontiguousarray(kernel, dtype=np.float32)
+        self.bias = None if bias is None else np.asarray(bias, dtype=np.float32)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y = x @ self.kernel
+        if self.bias is not None:
+            y += self.bias
+        return y
+
+
+@dataclass
+class Layer:
+    """Base class: a layer kind with its parameters; weight layers also hold ``kernel`` and ``bias``."""
+
+    kind: ClassVar[str] = ""
+    has_weights: ClassVar[bool] = False
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one output sample for one input sample of ``input_shape``; raises on mismatch."""
+        raise NotImplementedError
+
+    def forward(self, x: np.ndarray, matmul: Matmul | None) -> np.ndarray:
+        """Apply the layer to a batch ``x`` (batch first), using ``matmul`` for weight products."""
+        raise NotImplementedError
+
+    def attrs(self) -> dict:
+        """Parameters stored as HDF5 attributes of this layer (besides ``kind``)."""
+        return {}
+
+
+@dataclass
+class WeightLayer(Layer):
+    """A layer computing an affine map through one weight matrix."""
+
+    kernel: np.ndarray = field(default=None, repr=False)
+    bias: np.ndarray | None = field(default=None, repr=False)
+    activation: str = "brelu"
+    has_weights: ClassVar[bool] = True
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise XbarError(f"{self.kind}: unknown activation {self.activation!r}")
+        self.kernel = np.asarray(self.kernel)
+        if self.bias is not None:
+            self.bias = np.asarray(self.bias)
+            if self.bias.shape != (self.kernel.shape[-1],):
+                raise XbarError(
+                    f"{self.kind}: bias shape {self.bias.shape} does not match kernel {self.kernel.shape}"
+                )
+
+    @property
+    def kernel2d(self) -> np.ndarray:
+        """The kernel as the (n_in, n_out) matrix that the crossbar stores."""
+        return self.kernel.reshape(-1, self.kernel.shape[-1])
+
+    def ideal_matmul(self) -> IdealMatrix:
+        """The ideal float32 product of this layer."""
+        return IdealMatrix(self.kernel2d, self.bias)
+
+    def attrs(self) -> dict:
+        return {"activation": self.activation}
+
+
+@dataclass
+class Dense(WeightLayer):
+    """Fully connected layer: y = f(x W + b), kernel (n_in, n_out)."""
+
+    kind: ClassVar[str] = "dense"
+
+    def output_shape(self, input_shape):
+        if self.kernel.ndim != 2:
+            raise XbarError(f"dense: kernel must be 2-D, got shape {self.kernel.shape}")
+        if input_shape != (self.kernel.shape[0],):
+            raise XbarError(f"dense: input shape {input_shape} does not match kernel {self.kernel.shape}")
+        return (self.kernel.shape[1],)
+
+    def forward(self, x, matmul):
+        return _activate(matmul(x), self.activation)
+
+
+def im2col_3x3_same(x: np.ndarray) -> np.ndarray:
+    """Patches of a 3x3, stride-1, zero-padded ("same") convolution.
+
+    Parameters
+    ----------
+    x : ndarray, shape (batch, H, W, C)
+
+    Returns
+    -------
+    ndarray, shape (batch * H * W, 9 * C)
+        Row (b, i, j) holds x_pad[b, i:i+3, j:j+3, :] flattened in (kh, kw, c)
+        order, matching an HWIO kernel reshaped to (9 * C, C_out).
+    """
+    b, h, w, c = x.shape
+    padded = np.zeros((b, h + 2, w + 2, c), dtype=x.dtype)
+    padded[:, 1:-1, 1:-1, :] = x
+    cols = np.empty((b, h, w, 3, 3, c), dtype=x.dtype)
+    for di in range(3):
+        for dj in range(3):
+            cols[:, :, :, di, dj, :] = padded[:, di:di + h, dj:dj + w, :]
+    return cols.reshape(b * h * w, 9 * c)
+
+
+@dataclass
+class Conv2D(WeightLayer):
+    """3x3 convolution, stride 1, "same" zero padding; kernel HWIO (3, 3, C_in, C_out).
+
+    Each output pixel is one product of its 9*C_in patch with the (9*C_in, C_out) matrix.
+    """
+
+    kind: ClassVar[str] = "conv2d"
+    padding: str = "same"
+    strides: int = 1
+
+    def output_shape(self, input_shape):
+        if self.kernel.ndim != 4 or self.kernel.shape[:2] != (3, 3):
+            raise XbarError(f"conv2d: kernel must be (3, 3, C_in, C_out), got {self.kernel.shape}")
+        if self.padding != "same" or self.strides != 1:
+            raise XbarError("conv2d: only padding='same' and strides=1 are supported")
+        if len(input_shape) != 3 or input_shape[2] != self.kernel.shape[2]:
+            raise XbarError(f"conv2d: input shape {input_shape} does not match kernel {self.kernel.shape}")
+        return input_shape[:2] + (self.kernel.shape[3],)
+
+    def forward(self, x, matmul):
+        b, h, w, _ = x.shape
+        y = matmul(im2col_3x3_same(x))
+        return _activate(y, self.activation).reshape(b, h, w, -1)
+
+    def attrs(self):
+        return {"activation": self.activation, "padding": self.padding, "strides": self.strides}
+
+
+@dataclass
+class Mosaic(WeightLayer):
+    """The paper's weight-reusing recurrent core ("Mosaic").
+
+    One core of ``n_rows = n_step + feedback`` rows and ``n_out`` columns is
+    read ``timesteps`` times. Step s sees the s-th slice of n_step = n_in /
+    timesteps inputs followed by the first ``feedback`` outputs of step s-1
+    (zeros at the first step); every step applies the activation. The layer's
+    output is the last step's n_out activations.
+    """
+
+    kind: ClassVar[str] = "mosaic"
+    timesteps: int = 7
+    feedback: int = 189
+    """Number of outputs fed back to the next step (the paper's D_hl)."""
+
+    @property
+    def n_step(self) -> int:
+        """Number of new inputs per step (the paper's M / t)."""
+        return self.kernel.shape[0] - self.feedback
+
+    def output_shape(self, input_shape):
+        if self.kernel.ndim != 2:
+            raise XbarError(f"mosaic: kernel must be 2-D, got shape {self.kernel.shape}")
+        rows, cols = self.kernel.shape
+        if self.timesteps < 1 or not 0 <= self.feedback <= min(rows - 1, cols):
+            raise XbarError(
+                f"mosaic: need timesteps >= 1 and 0 <= feedback < {rows} rows and <= {cols} columns, "
+                f"got timesteps={self.timesteps}, feedback={self.feedback}"
+            )
+        if input_shape != (self.n_step * self.timesteps,):
+            raise XbarError(
+                f"mosaic: input shape {input_shape} is not {self.timesteps} steps of "
+                f"{self.n_step} inputs (kernel {self.kernel.shape}, feedback {self.feedback})"
+            )
+        return (cols,)
+
+    def forward(self, x, matmul):
+        batch = x.shape[0]
+        n_step, feedback = self.n_step, self.feedback
+        rows = np.zeros((batch, n_step + feedback), dtype=np.float32)
+        out = None
+        for step in range(self.timesteps):
+            rows[:, :n_step] = x[:, step * n_step:(step + 1) * n_step]
+            if out is not None:
+                rows[:, n_step:] = out[:, :feedback]
+            out = _activate(matmul(rows), self.activation)
+        return out
+
+    def attrs(self):
+        return {"activation": self.activation, "timesteps": self.timesteps, "feedback": self.feedback}
+
+
+@dataclass
+class MaxPool2D(Layer):
+    """Non-overlapping max-pool over pool_size x pool_size windows (NHWC)."""
+
+    kind: ClassVar[str] = "maxpool2d"
+    pool_size: int = 2
+
+    def output_shape(self, input_shape):
+        p = self.pool_size
+        if len(input_shape) != 3 or p < 1 or input_shape[0] % p or input_shape[1] % p:
+            raise XbarError(f"maxpool2d: pool size {p} does not divide input shape {input_shape}")
+        return (input_shape[0] // p, input_shape[1] // p, input_shape[2])
+
+    def forward(self, x, matmul):
+        b, h, w, c = x.shape
+        p = self.pool_size
+        return x.reshape(b, h // p, p, w // p, p, c).max(axis=(2, 4))
+
+    def attrs(self):
+        return {"pool_size": self.pool_size}
+
+
+@dataclass
+class Flatten(Layer):
+    """Flatten each sample in C (row-major, NHWC) order."""
+
+    kind: ClassVar[str] = "flatten"
+
+    def output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x, matmul):
+        return x.reshape(x.shape[0], -1)
+
+
+LAYER_KINDS: dict[str, type[Layer]] = {
+    cls.kind: cls for cls in (Dense, Conv2D, Mosaic, MaxPool2D, Flatten)
+}
