@@ -87,3 +87,36 @@ def test_default_run_uses_the_shipped_mlp():
     result = _run("run", "--limit", "200", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["weights"].endswith("mlp-mnist.h5")
+
+
+def test_run_with_hardware_reports_each_chip_and_a_confidence_interval(tiny_weights):
+    result = _run("run", str(tiny_weights), "--hardware", "paper", "--sigma-syn", "0.05", "--seeds", "3",
+                  "--limit", "200", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    accs = report["accuracies"]
+    assert len(accs) == 3 and len(set(report["chip_seeds"])) == 3
+    assert report["accuracy"] == pytest.approx(np.mean(accs))
+    assert report["accuracy_std"] == pytest.approx(np.std(accs, ddof=1))
+    low, high = report["accuracy_ci95"]
+    assert low <= report["accuracy"] <= high
+    assert report["hardware"]["name"] == "paper" and report["hardware"]["device"]["prog_sigma"] == 0.05
+    again = json.loads(_run("run", str(tiny_weights), "--hardware", "paper", "--sigma-syn", "0.05", "--seeds",
+                            "3", "--limit", "200", "--json").stdout)
+    assert again["accuracies"] == accs
+
+
+def test_syn_mode_read_moves_sigma_syn_to_read_noise(tiny_weights):
+    report = json.loads(_run("run", str(tiny_weights), "--hardware", "paper", "--sigma-syn", "0.05",
+                             "--syn-mode", "read", "--limit", "50", "--json").stdout)
+    device = report["hardware"]["device"]
+    assert (device["read_sigma"], device["prog_sigma"]) == (0.05, 0.0)
+
+
+def test_toml_hardware_file_and_overrides(tiny_weights, tmp_path):
+    spec = tmp_path / "chip.toml"
+    spec.write_text('preset = "reram"\n[adc]\nbits = 6\n')
+    report = json.loads(_run("run", str(tiny_weights), "--hardware", str(spec), "--set", "tile.rows=128",
+                             "--limit", "50", "--json").stdout)
+    assert (report["hardware"]["name"], report["hardware"]["adc"]["bits"], report["hardware"]["tile"]["rows"]) == \
+        ("chip", 6, 128)

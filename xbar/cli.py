@@ -113,38 +113,87 @@ def info_cmd(weights, as_json):
 
 @main.command("run")
 @click.argument("weights", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--hardware", "hardware_spec", default=None, metavar="PRESET|FILE.toml",
+              help="Simulate this crossbar (presets: ideal, paper, reram, sonos, pcm). "
+                   "Default: ideal float32 numpy inference, no crossbar.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a hardware field, e.g. --set adc.bits=6 (repeatable).")
+@click.option("--sigma-syn", type=click.FloatRange(min=0), default=None,
+              help="Synaptic noise: additive, relative to the conductance range (needs --hardware).")
+@click.option("--syn-mode", type=click.Choice(["static", "read"]), default="static", show_default=True,
+              help="static: programming error drawn once per chip; read: drawn at every read.")
 @click.option("--dataset", type=click.Choice(list(data.DATASETS)), default=None,
               help="Test set (default: the one the weights were trained for).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N test images.")
 @click.option("--sigma-te", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Std of Gaussian noise added to each test pixel (pixels in [0, 1]).")
+@click.option("--seeds", "n_seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Number of independent chip instances.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed of every random draw.")
+              help="Seed from which every chip instance's seed is derived.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def run_cmd(weights, dataset, limit, sigma_te, seed, batch_size, as_json):
-    """Accuracy and speed of a network on its test set (default: the shipped MNIST MLP)."""
+def run_cmd(weights, hardware_spec, overrides, sigma_syn, syn_mode, dataset, limit, sigma_te, n_seeds,
+            seed, batch_size, as_json):
+    """Accuracy and speed of a network over chip instances (default: the shipped MNIST MLP)."""
+    from .config import ErrorModel, apply_overrides, resolve
+    from .crossbar import program
     from .evaluate import evaluate
+    from .kernels.rng import derive_key
+    from .stats import summarize
 
+    if hardware_spec is None and (overrides or sigma_syn is not None):
+        raise XbarError("--set and --sigma-syn need --hardware (e.g. --hardware paper)")
+    hw = None
+    if hardware_spec is not None:
+        hw = resolve(hardware_spec, overrides)
+        if sigma_syn is not None:
+            prefix = "prog" if syn_mode == "static" else "read"
+            hw = apply_overrides(hw, {f"device.{prefix}_model": ErrorModel.ADDITIVE.value,
+                                      f"device.{prefix}_sigma": sigma_syn})
     weights = DEFAULT_WEIGHTS if weights is None else weights
     network = _load_weights(weights)
     dataset = dataset or network.dataset
     images, labels = data.load(dataset, "test", limit=limit)
-    with _progress_bar(len(images), "run") as bar:
-        result = evaluate(network, images, labels, sigma_te=sigma_te, seed=seed,
-                          batch_size=batch_size, progress=bar.update)
+    chip_seeds = [int(derive_key(seed, index)) & 0x7FFFFFFFFFFFFFFF for index in range(n_seeds)]
+    accuracies, infer_seconds, program_seconds = [], 0.0, 0.0
+    started = time.perf_counter()
+    with _progress_bar(len(images) * n_seeds, "run") as bar:
+        for chip_seed in chip_seeds:
+            forward = None
+            if hw is not None:
+                t0 = time.perf_counter()
+                chip = program(network, hw, chip_seed, images[:hw.calibration_images])
+                program_seconds += time.perf_counter() - t0
+                forward = chip.forward
+            result = evaluate(network, images, labels, sigma_te=sigma_te, seed=chip_seed, forward=forward,
+                              batch_size=batch_size, progress=bar.update)
+            accuracies.append(result.accuracy)
+            infer_seconds += result.seconds
+    summary = summarize(accuracies)
+    n_images = len(images)
     report = {
-        "weights": str(weights), "dataset": dataset, "n_images": result.n_images,
-        "accuracy": result.accuracy, "accuracy_std": 0.0, "accuracies": [result.accuracy],
-        "seeds": [seed], "sigma_te": sigma_te,
-        "seconds": result.seconds, "images_per_second": result.images_per_second,
-        "hardware": "ideal",
+        "weights": str(weights), "dataset": dataset, "n_images": n_images,
+        "accuracy": summary["mean"], "accuracy_std": summary["std"], "accuracy_ci95": summary["ci95"],
+        "accuracies": accuracies, "seed": seed, "chip_seeds": chip_seeds,
+        "sigma_te": sigma_te, "sigma_syn": sigma_syn, "syn_mode": syn_mode,
+        "seconds": time.perf_counter() - started, "program_seconds": program_seconds,
+        "images_per_second": n_images * n_seeds / infer_seconds if infer_seconds > 0 else None,
+        "hardware": None if hw is None else hw.to_dict(),
     }
     if as_json:
         click.echo(json.dumps(report))
         return
-    click.echo(f"{weights} on {dataset} ({result.n_images} images, hardware ideal, sigma_te {sigma_te}): "
-               f"accuracy {result.accuracy:.4f}, {result.images_per_second:,.0f} images/s")
+    label = "float32 reference" if hw is None else hw.name
+    click.echo(f"{weights} on {dataset}: {n_images} images x {n_seeds} chip instance(s), hardware {label}, "
+               f"sigma_syn {sigma_syn or 0} ({syn_mode}), sigma_te {sigma_te}")
+    if n_seeds > 1:
+        click.echo("accuracies: " + " ".join(f"{a:.4f}" for a in accuracies))
+        low, high = summary["ci95"]
+        click.echo(f"accuracy {summary['mean']:.4f} +- {summary['std']:.4f} (std), 95% CI [{low:.4f}, {high:.4f}]")
+    else:
+        click.echo(f"accuracy {summary['mean']:.4f}")
+    click.echo(f"{report['images_per_second']:,.0f} images/s inference, {report['seconds']:.1f} s in all")
 
 
 @main.group("data", cls=_Group)

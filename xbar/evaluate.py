@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
-from .nets.layers import Matmul
 from .nets.network import Network
 
 #: Purpose tags mixed into seeds so that each kind of random draw has its own stream.
@@ -47,8 +46,8 @@ class Evaluation:
 
 
 def evaluate(network: Network, images: np.ndarray, labels: np.ndarray, *,
-             sigma_te: float = 0.0, seed: int = 0, matmuls: Sequence[Matmul] | None = None,
-             batch_size: int = 1000, progress: Callable[[int], None] | None = None) -> Evaluation:
+             sigma_te: float = 0.0, seed: int = 0,
+             forward: Callable[[np.ndarray, int], np.ndarray] | None = None, batch_size: int = 1000, progress: Callable[[int], None] | None = None) -> Evaluation:
     """Classify ``images`` and compare with ``labels``.
 
     Parameters
@@ -60,8 +59,8 @@ def evaluate(network: Network, images: np.ndarray, labels: np.ndarray, *,
         Std of Gaussian noise added to every pixel (pixel units; 0 = none). Not clipped.
     seed : int
         Seed of the input noise draw.
-    matmuls : sequence of Matmul, optional
-        The products of a programmed chip (default: ideal float32).
+    forward : callable(images, image_offset) -> logits, optional
+        A programmed chip's forward pass (default: the ideal float32 network).
     batch_size : int
         Images per forward pass; results do not depend on it.
     progress : callable(n_done), optional
@@ -69,12 +68,14 @@ def evaluate(network: Network, images: np.ndarray, labels: np.ndarray, *,
     """
     if sigma_te > 0:
         images = images + input_noise(images.shape, sigma_te, seed)
-    matmuls = network.ideal_matmuls() if matmuls is None else matmuls
+    if forward is None:
+        matmuls = network.ideal_matmuls()
+        forward = lambda batch, offset: network.forward(batch, matmuls)  # noqa: E731
     correct = 0
     started = time.perf_counter()
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
-        predicted = network.forward(batch, matmuls).argmax(axis=1)
+        predicted = forward(batch, start).argmax(axis=1)
         correct += int(np.sum(predicted == labels[start:start + batch_size]))
         if progress is not None:
             progress(len(batch))

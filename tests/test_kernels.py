@@ -1,0 +1,126 @@
+"""Kernels against plain loops: converter codes exactly, RNG, and hypothesis properties."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xbar.config import Hardware, Tile
+from xbar.crossbar import AnalogMatrix, InputRange
+from xbar.kernels import convert, devices, rng
+from xbar.kernels.rng import derive_key
+
+from .reference import ref_adc_code, ref_dac_code
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _adc_codes(currents, i_max, bits, signed):
+    """Codes through the kernel: accumulate code x 1 into zeros."""
+    currents = np.asarray(currents, np.float32).reshape(1, -1)
+    step = i_max / 2 ** (bits - 1) if signed else i_max / (2**bits - 1)
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    out = np.zeros_like(currents)
+    n = currents.shape[1]
+    convert.adc_accumulate(currents, np.full(n, 1 / step, np.float32), np.ones(n, np.float32),
+                           float(lo), float(hi), bits, out)
+    return out[0].astype(np.int64), np.float32(1 / step)
+
+
+@pytest.mark.parametrize("bits", [1, 3, 8])
+@pytest.mark.parametrize("signed", [False, True])
+def test_adc_codes_equal_loop_reference_including_saturation(bits, signed, rng):
+    i_max = 3.0
+    currents = np.concatenate([rng.uniform(-2 * i_max, 2 * i_max, 500), [0, i_max, -i_max, 10 * i_max, -10 * i_max]])
+    codes, inv_step = _adc_codes(currents, i_max, bits, signed)
+    # The reference uses the same float32 reciprocal step, so decisions coincide to the last bit.
+    expected = []
+    for c in currents.astype(np.float32):
+        v = np.float32(c) * inv_step
+        lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+        expected.append(min(max(int(np.floor(np.float64(v) + 0.5)), lo), hi))
+    np.testing.assert_array_equal(codes, expected)
+    # And against the textbook definition (division by the step) away from decision levels.
+    textbook = np.array([ref_adc_code(float(c), i_max, bits, signed)[0] for c in currents])
+    assert np.mean(codes == textbook) > 0.99
+    assert codes.max() <= (2 ** (bits - 1) - 1 if signed else 2**bits - 1)
+
+
+@pytest.mark.parametrize("bits", [1, 4, 8])
+@pytest.mark.parametrize("signed", [False, True])
+def test_dac_codes_equal_loop_reference_including_saturation(bits, signed, rng):
+    x_max = 1.5
+    x = np.concatenate([rng.uniform(-3, 3, 400), [0, x_max, -x_max, 99, -99]]).astype(np.float32).reshape(1, -1)
+    codes = np.empty(x.shape, np.int32)
+    inv = np.float32(1 / x_max)
+    convert.dac_quantize(x, inv, np.float32(2**bits - 1), signed, codes)
+    expected = [ref_dac_code(float(np.float32(v) * inv), 1.0, bits, signed) for v in x[0]]
+    np.testing.assert_array_equal(codes[0], expected)
+    assert codes.max() == 2**bits - 1 and codes.min() == (-(2**bits - 1) if signed else 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(bits=st.integers(1, 12), signed=st.booleans(), i_max=st.floats(1e-3, 1e3),
+       currents=st.lists(st.floats(-1e4, 1e4, allow_nan=False, width=32), min_size=2, max_size=50))
+def test_adc_codes_within_range_and_monotonic(bits, signed, i_max, currents):
+    ordered = np.sort(np.asarray(currents, np.float32))
+    codes, _ = _adc_codes(ordered, i_max, bits, signed)
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    assert codes.min() >= lo and codes.max() <= hi
+    assert np.all(np.diff(codes) >= 0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31), rows=st.integers(1, 40), cols=st.integers(1, 12),
+       tile_rows=st.integers(1, 50), tile_cols=st.integers(1, 15), a=st.floats(-3, 3), b=st.floats(-3, 3))
+def test_ideal_product_is_linear_and_independent_of_tile_size(seed, rows, cols, tile_rows, tile_cols, a, b):
+    gen = np.random.default_rng(seed)
+    kernel = gen.standard_normal((rows, cols)).astype(np.float32)
+    x, y = gen.standard_normal((2, 3, rows)).astype(np.float32)
+    tiled = AnalogMatrix(kernel, None, Hardware(tile=Tile(tile_rows, tile_cols)), InputRange(1.0, True), 0, 0)
+    whole = AnalogMatrix(kernel, None, Hardware(tile=Tile(4096, 4096)), InputRange(1.0, True), 0, 0)
+    scale = 1e-4 * (1 + np.abs(x).sum() + np.abs(y).sum()) * np.abs(kernel).max() * (1 + abs(a) + abs(b))
+    combo = (a * x + b * y).astype(np.float32)
+    np.testing.assert_allclose(tiled(combo), a * tiled(x) + b * tiled(y), atol=scale, rtol=0)
+    np.testing.assert_allclose(tiled(x), whole(x), atol=scale, rtol=0)
+    np.testing.assert_allclose(whole(x), x @ kernel, atol=scale, rtol=0)
+
+
+def test_python_key_derivation_matches_the_kernel_hash():
+    assert derive_key(7) == rng.mix(np.uint64(0), np.uint64(7))
+    assert derive_key(7, 9) == rng.mix(np.uint64(rng.mix(np.uint64(0), np.uint64(7))), np.uint64(9))
+
+
+def test_normal_draws_have_unit_moments():
+    key = derive_key(123)
+    z = np.array([rng.normal(key, np.uint64(i)) for i in range(100_000)])
+    n = z.size
+    assert abs(z.mean()) < 5 / np.sqrt(n)
+    assert abs(z.var(ddof=1) - 1) < 5 * np.sqrt(2 / (n - 1))
+    u = np.array([rng.uniform(key, np.uint64(i)) for i in range(100_000)])
+    assert abs(u.mean() - 0.5) < 5 * np.sqrt(1 / 12 / n) and u.min() >= 0 and u.max() < 1
+
+
+@pytest.mark.parametrize("model, g, expected", [
+    (devices.ADDITIVE, 7.0, 0.5 * (20 - 2)),
+    (devices.PROPORTIONAL, 7.0, 0.5 * 7.0),
+    (devices.RERAM_PROGRAM, 100.0, 0.5 * (4.782 - 0.9107)),
+    (devices.SONOS_PROGRAM, 10.0, 0.5 * 19.89 * (1 - np.exp(-1000.0 / 176.3)) / 0.1 * 1e-3),
+    (devices.SONOS_READ, 10.0, 0.5 * 12.58 * (1 - np.exp(-1000.0 / 215.4)) / 0.1 * 1e-3),
+    (devices.PCM_PROGRAM, 12.5, 0.5 * (0.26348 + 1.9650 * 0.5 - 1.1731 * 0.25)),
+])
+def test_state_dependent_sigma_matches_published_fits(model, g, expected):
+    assert devices.sigma_of_g(g, model, 0.5, 2.0, 20.0, 0.1) == pytest.approx(expected, rel=1e-6)
+
+
+def test_numba_options_live_only_in_jit_module():
+    offenders = []
+    for path in (ROOT / "xbar").rglob("*.py"):
+        if path.name == "_jit.py":
+            continue
+        if re.search(r"numba\.njit\(|fastmath\s*=|@njit|numba\.jit\(", path.read_text()):
+            offenders.append(str(path))
+    assert offenders == []

@@ -1,0 +1,420 @@
+"""Hardware configuration: frozen dataclasses with units in their names, presets, TOML, overrides.
+
+A :class:`Hardware` holds a :class:`Device`, a :class:`Mapping`, a :class:`DAC`,
+an :class:`ADC` and a :class:`Tile`. Conductances are in microsiemens (uS),
+voltages in volts, currents in microamperes (uS x V = uA), times in seconds.
+Relative widths (``prog_sigma``, ``read_sigma``) are fractions: of the
+conductance range (g_max - g_min) for the ``additive`` model, of G for
+``proportional``, and a scale factor on a published sigma(G) fit for the
+state-dependent models.
+
+Presets (``PRESETS``) and their sources:
+
+- ``ideal``: every non-ideality off; 256 x 256 tiles. Must equal float inference.
+- ``paper``: an otherwise ideal differential-pair crossbar with the bias as a
+  row and arrays large enough for the paper's layouts (785 x 300, 301 x 400),
+  so that only the paper's noise knobs (sigma_syn, sigma_te) act.
+- ``reram``: Milo et al., IRPS 2021 (doi:10.1109/IRPS46558.2021.9405119):
+  G in [50, 225] uS, programming sigma_G = -0.009107 G + 4.782 uS; 8-bit DAC
+  and ADC, 256 x 256 tiles. The source gives no read-noise figure, so none is set.
+- ``sonos``: Agrawal et al., IEDM 2022 (via CrossSim's device files): read at
+  0.1 V, I_max = 1600 nA (the low end of the reported 1600-3200 nA, so
+  g_max = 16 uS), on/off 1e7; programming sigma_I = 19.89 nA (1 - exp(-I / 176.3 nA)),
+  read noise sigma_I = 12.58 nA (1 - exp(-I / 215.4 nA)) at every read; 8-bit converters.
+- ``pcm``: Joshi et al., Nature Comm. 2020 (doi:10.1038/s41467-020-16108-9),
+  as fitted in IBM aihwkit's PCM noise model: G in [0.25, 25] uS, programming
+  sigma = 0.26348 + 1.9650 g - 1.1731 g^2 uS with g = G / 25 uS; drift
+  G (t / t0)^-nu with t0 = 20 s, nu ~ N(0.05, 0.02) (approximate), read at t = 1 h.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields, replace
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+from .errors import ConfigError
+
+
+class ErrorModel(str, Enum):
+    """How the width of a conductance error depends on the conductance G."""
+
+    ADDITIVE = "additive"
+    """sigma_G = sigma (g_max - g_min)."""
+    PROPORTIONAL = "proportional"
+    """sigma_G = sigma G."""
+    RERAM_PROGRAM = "reram-program"
+    """sigma_G = sigma (-0.009107 G + 4.782 uS), Milo et al. 2021."""
+    SONOS_PROGRAM = "sonos-program"
+    """sigma_I = sigma 19.89 nA (1 - exp(-I / 176.3 nA)), I = G V_read, Agrawal et al. 2022."""
+    SONOS_READ = "sonos-read"
+    """sigma_I = sigma 12.58 nA (1 - exp(-I / 215.4 nA)), Agrawal et al. 2022."""
+    PCM_PROGRAM = "pcm-program"
+    """sigma_G = sigma (0.26348 + 1.9650 g - 1.1731 g^2) uS, g = G / 25 uS, Joshi et al. 2020."""
+
+
+class ReadNoiseMode(str, Enum):
+    """How read noise is drawn (DESIGN.md section 2)."""
+
+    DEVICE = "device"
+    """One draw per device per read: the reference."""
+    COLUMN = "column"
+    """One draw per column current, exact in distribution for Gaussian device noise."""
+
+
+class MappingScheme(str, Enum):
+    """How a signed weight becomes conductances."""
+
+    DIFFERENTIAL = "differential"
+    """Two devices per weight, W proportional to G+ - G-."""
+    OFFSET = "offset"
+    """One device per weight around mid-range; the reference current is subtracted digitally."""
+
+
+class BiasMode(str, Enum):
+    """Where a layer's bias is added."""
+
+    DIGITAL = "digital"
+    """After the ADC, exactly."""
+    ROW = "row"
+    """As an extra array row driven at full input, subject to device errors."""
+
+
+class Subtract(str, Enum):
+    """Where the two currents of a differential pair are subtracted."""
+
+    ANALOG = "analog"
+    """One conversion of I+ - I- per column."""
+    DIGITAL = "digital"
+    """Each column converted, then subtracted."""
+
+
+class DACRange(str, Enum):
+    """How the DAC's full-scale input x_max of a layer is chosen."""
+
+    FIXED = "fixed"
+    """``DAC.x_max``."""
+    MAX = "max"
+    """The largest |input| over the calibration batch."""
+    PERCENTILE = "percentile"
+    """``DAC.percentile`` of |input| over the calibration batch."""
+
+
+class ADCRange(str, Enum):
+    """How the ADC's full-scale current I_max of each tile is chosen."""
+
+    MAX = "max"
+    """The largest current the tile can produce for inputs in the DAC range (never clips)."""
+    CALIBRATED = "calibrated"
+    """``ADC.percentile`` of |column current| seen on the calibration batch."""
+    FIXED = "fixed"
+    """``ADC.i_max_ua``."""
+
+
+@dataclass(frozen=True)
+class Device:
+    """A memory device: conductance range, levels, and its static and dynamic errors."""
+
+    g_min_us: float = 0.0
+    """Lowest programmable conductance (uS)."""
+    g_max_us: float = 100.0
+    """Highest programmable conductance (uS)."""
+    v_read_v: float = 0.1
+    """Read voltage at full input (V)."""
+    levels: int = 0
+    """Programmable states per device, evenly spaced in [g_min, g_max]; 0 = continuous."""
+    prog_model: ErrorModel = ErrorModel.ADDITIVE
+    """Programming error model (static: drawn once per chip instance)."""
+    prog_sigma: float = 0.0
+    """Programming error width (fraction; see the module docstring)."""
+    read_model: ErrorModel = ErrorModel.ADDITIVE
+    """Read noise model (dynamic: drawn again at every array read)."""
+    read_sigma: float = 0.0
+    """Read noise width (fraction; see the module docstring)."""
+    read_noise_mode: ReadNoiseMode = ReadNoiseMode.COLUMN
+    """Draw read noise per device (reference) or per column (fast, same distribution)."""
+    stuck_on: float = 0.0
+    """Fraction of devices stuck at g_max."""
+    stuck_off: float = 0.0
+    """Fraction of devices stuck at g_min."""
+    drift_nu_mean: float = 0.0
+    """Mean drift exponent nu in G (t / t0)^-nu (dimensionless)."""
+    drift_nu_std: float = 0.0
+    """Device-to-device std of nu."""
+    drift_t0_s: float = 1.0
+    """Reference time t0 of the drift law (s)."""
+    read_time_s: float = 1.0
+    """Time since programming at which the chip is read (s)."""
+    clip: bool = True
+    """Clip programmed conductances to [g_min, g_max]."""
+
+    def __post_init__(self):
+        _check(self.g_min_us >= 0, f"device.g_min_us must be >= 0, got {self.g_min_us}")
+        _check(self.g_min_us < self.g_max_us,
+               f"device.g_min_us ({self.g_min_us}) must be < device.g_max_us ({self.g_max_us})")
+        _check(self.v_read_v > 0, f"device.v_read_v must be > 0, got {self.v_read_v}")
+        _check(self.levels == 0 or self.levels >= 2, f"device.levels must be 0 or >= 2, got {self.levels}")
+        for name in ("prog_sigma", "read_sigma", "drift_nu_std", "drift_nu_mean"):
+            _check(getattr(self, name) >= 0, f"device.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("stuck_on", "stuck_off"):
+            _check(0 <= getattr(self, name) <= 1, f"device.{name} must be in [0, 1], got {getattr(self, name)}")
+        _check(self.stuck_on + self.stuck_off <= 1, "device.stuck_on + device.stuck_off must be <= 1")
+        _check(self.drift_t0_s > 0, f"device.drift_t0_s must be > 0, got {self.drift_t0_s}")
+        _check(self.read_time_s >= self.drift_t0_s,
+               f"device.read_time_s ({self.read_time_s}) must be >= device.drift_t0_s ({self.drift_t0_s})")
+
+    @property
+    def g_range_us(self) -> float:
+        """g_max - g_min (uS)."""
+        return self.g_max_us - self.g_min_us
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How weights become conductances."""
+
+    scheme: MappingScheme = MappingScheme.DIFFERENTIAL
+    bias: BiasMode = BiasMode.DIGITAL
+    subtract: Subtract = Subtract.ANALOG
+    """Where a differential pair's currents are subtracted (ignored by the offset scheme)."""
+    clip_percentile: float = 100.0
+    """w_scale = this percentile of |W| (100 = max |W|); larger weights are clipped."""
+    weight_slices: int = 1
+    """Device pairs per weight, each holding one base-``levels`` digit, recombined digitally."""
+
+    def __post_init__(self):
+        _check(0 < self.clip_percentile <= 100,
+               f"mapping.clip_percentile must be in (0, 100], got {self.clip_percentile}")
+        _check(self.weight_slices >= 1, f"mapping.weight_slices must be >= 1, got {self.weight_slices}")
+
+
+@dataclass(frozen=True)
+class DAC:
+    """The input digital-to-analog converters of every row."""
+
+    bits: int = 0
+    """Resolution; inputs are quantized to 2^bits - 1 steps of the range; 0 = ideal (no clipping either)."""
+    range: DACRange = DACRange.MAX
+    x_max: float = 1.0
+    """Full-scale input for the ``fixed`` policy (input units)."""
+    percentile: float = 99.99
+    """Percentile for the ``percentile`` policy."""
+    input_slices: int = 1
+    """Bit-serial input: bits / input_slices bits per array read, shift-added after the ADC."""
+
+    def __post_init__(self):
+        _check(0 <= self.bits <= 24, f"dac.bits must be in [0, 24], got {self.bits}")
+        _check(self.x_max > 0, f"dac.x_max must be > 0, got {self.x_max}")
+        _check(0 < self.percentile <= 100, f"dac.percentile must be in (0, 100], got {self.percentile}")
+        _check(self.input_slices >= 1, f"dac.input_slices must be >= 1, got {self.input_slices}")
+        _check(self.input_slices == 1 or (self.bits > 0 and self.bits % self.input_slices == 0),
+               f"dac.input_slices ({self.input_slices}) must divide dac.bits ({self.bits})")
+
+
+@dataclass(frozen=True)
+class ADC:
+    """The column analog-to-digital converters."""
+
+    bits: int = 0
+    """Resolution: 2^bits levels over the range; 0 = ideal (no clipping either)."""
+    range: ADCRange = ADCRange.MAX
+    i_max_ua: float = 100.0
+    """Full-scale current for the ``fixed`` policy (uA)."""
+    percentile: float = 99.99
+    """Percentile of |current| for the ``calibrated`` policy."""
+
+    def __post_init__(self):
+        _check(0 <= self.bits <= 24, f"adc.bits must be in [0, 24], got {self.bits}")
+        _check(self.i_max_ua > 0, f"adc.i_max_ua must be > 0, got {self.i_max_ua}")
+        _check(0 < self.percentile <= 100, f"adc.percentile must be in (0, 100], got {self.percentile}")
+
+
+@dataclass(frozen=True)
+class Tile:
+    """The largest array: a layer is split into tiles of at most rows x cols devices (or pairs)."""
+
+    rows: int = 256
+    cols: int = 256
+
+    def __post_init__(self):
+        _check(self.rows >= 1 and self.cols >= 1, f"tile.rows and tile.cols must be >= 1, got {self.rows}x{self.cols}")
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """A whole crossbar chip description."""
+
+    name: str = "custom"
+    device: Device = field(default_factory=Device)
+    mapping: Mapping = field(default_factory=Mapping)
+    dac: DAC = field(default_factory=DAC)
+    adc: ADC = field(default_factory=ADC)
+    tile: Tile = field(default_factory=Tile)
+    calibration_images: int = 256
+    """Images (the first of the evaluated set) used to calibrate converter ranges."""
+
+    def __post_init__(self):
+        _check(self.calibration_images >= 1,
+               f"calibration_images must be >= 1, got {self.calibration_images}")
+        _check(self.mapping.weight_slices == 1 or self.device.levels >= 2,
+               "mapping.weight_slices > 1 needs device.levels >= 2")
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict (enums as their strings)."""
+        return json.loads(json.dumps(dataclasses.asdict(self), default=lambda e: e.value))
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+PRESETS: dict[str, Hardware] = {
+    "ideal": Hardware(name="ideal"),
+    "paper": Hardware(
+        name="paper",
+        mapping=Mapping(bias=BiasMode.ROW),
+        tile=Tile(rows=1024, cols=1024),
+    ),
+    "reram": Hardware(
+        name="reram",
+        device=Device(g_min_us=50.0, g_max_us=225.0, v_read_v=0.1,
+                      prog_model=ErrorModel.RERAM_PROGRAM, prog_sigma=1.0),
+        dac=DAC(bits=8), adc=ADC(bits=8, range=ADCRange.CALIBRATED), tile=Tile(256, 256),
+    ),
+    "sonos": Hardware(
+        name="sonos",
+        device=Device(g_min_us=16.0e-7, g_max_us=16.0, v_read_v=0.1,
+                      prog_model=ErrorModel.SONOS_PROGRAM, prog_sigma=1.0,
+                      read_model=ErrorModel.SONOS_READ, read_sigma=1.0),
+        dac=DAC(bits=8), adc=ADC(bits=8, range=ADCRange.CALIBRATED), tile=Tile(256, 256),
+    ),
+    "pcm": Hardware(
+        name="pcm",
+        device=Device(g_min_us=0.25, g_max_us=25.0, v_read_v=0.2,
+                      prog_model=ErrorModel.PCM_PROGRAM, prog_sigma=1.0,
+                      drift_nu_mean=0.05, drift_nu_std=0.02, drift_t0_s=20.0, read_time_s=3600.0),
+        dac=DAC(bits=8), adc=ADC(bits=8, range=ADCRange.CALIBRATED), tile=Tile(256, 256),
+    ),
+}
+
+
+def _coerce(value: Any, typ: Any, key: str):
+    """Check/convert a TOML or command-line value to the field type ``typ``."""
+    if isinstance(typ, str):  # postponed annotations
+        typ = {"float": float, "int": int, "bool": bool, "str": str}.get(typ) or globals()[typ]
+    if isinstance(typ, type) and issubclass(typ, Enum):
+        try:
+            return typ(value)
+        except ValueError:
+            choices = ", ".join(m.value for m in typ)
+            raise ConfigError(f"{key}: {value!r} is not one of {choices}") from None
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+    if typ is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: cannot set a field of type {typ}")
+
+
+_SECTIONS = {"device": Device, "mapping": Mapping, "dac": DAC, "adc": ADC, "tile": Tile}
+
+
+def apply_overrides(hw: Hardware, overrides: dict[str, Any]) -> Hardware:
+    """Return ``hw`` with dotted keys replaced, e.g. ``{"adc.bits": 6, "device.prog_sigma": 0.02}``.
+
+    Values must already have their TOML types (see :func:`parse_assignment` for strings).
+    """
+    changes: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        if not name:
+            known = {f.name: f.type for f in fields(Hardware) if f.name not in _SECTIONS}
+            if section not in known:
+                raise ConfigError(f"unknown hardware key {key!r}")
+            top[section] = _coerce(value, known[section], key)
+            continue
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown hardware section {section!r} in {key!r} (choose from {', '.join(_SECTIONS)})")
+        known = {f.name: f.type for f in fields(_SECTIONS[section])}
+        if name not in known:
+            raise ConfigError(f"unknown hardware key {key!r} (known: {', '.join(f'{section}.{n}' for n in known)})")
+        changes.setdefault(section, {})[name] = _coerce(value, known[name], key)
+    parts = {section: replace(getattr(hw, section), **values) for section, values in changes.items()}
+    return replace(hw, **parts, **top)
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parse ``key=value`` from the command line; the value is read as a TOML value, else as a string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key, value
+
+
+def _flatten(table: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def load_toml(path: str | Path) -> Hardware:
+    """Read a hardware TOML file: optional ``preset = "name"`` to start from, then sections
+    ``[device]``, ``[mapping]``, ``[dac]``, ``[adc]``, ``[tile]`` overriding its fields."""
+    path = Path(path)
+    try:
+        table = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    base = preset(table.pop("preset", "ideal"))
+    try:
+        hw = apply_overrides(base, _flatten(table))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return hw if "name" in table else replace(hw, name=path.stem)
+
+
+def preset(name: str) -> Hardware:
+    """The named preset, or :class:`ConfigError` listing the choices."""
+    try:
+        return PRESETS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown hardware preset {name!r} (choose from {', '.join(PRESETS)})") from None
+
+
+def resolve(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> Hardware:
+    """A preset name or a TOML file path, then ``key=value`` overrides."""
+    hw = load_toml(spec) if spec.endswith(".toml") else preset(spec)
+    return apply_overrides(hw, dict(parse_assignment(text) for text in overrides))

@@ -1,0 +1,406 @@
+"""Analog matrices: one weight matrix programmed onto crossbar tiles, and whole programmed networks.
+
+:func:`program` turns a :class:`~xbar.nets.Network` and a
+:class:`~xbar.config.Hardware` into a :class:`ProgrammedNetwork` for one chip
+instance (one seed): it calibrates the DAC ranges on ideal activations,
+programs every weight layer's conductances (mapping, levels, weight slices,
+programming error, clipping, stuck-at faults, drift), then calibrates the ADC
+ranges on the programmed chip. :class:`AnalogMatrix` then stands in for the
+ideal ``x @ W + b`` of its layer (DESIGN.md section 2):
+
+    x -> DAC codes (bit-serial slices) -> I = V_read x G per row tile
+      -> read noise (per device or per column) -> ADC per column
+      -> shift-add over tiles and slices -> y = I / (V_read (g_max - g_min)) w_scale x_scale (+ b)
+
+Units: conductances in uS, V_read in V, currents in uA.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import (ADCRange, BiasMode, DACRange, ErrorModel, Hardware, MappingScheme,
+                     ReadNoiseMode, Subtract)
+from .kernels import convert, devices
+from .kernels.rng import derive_key
+from .nets.network import Network
+
+# Purpose tags of the random streams (DESIGN.md section 2: keys are (seed, purpose, layer, ...)).
+PURPOSE_PROGRAM, PURPOSE_STUCK, PURPOSE_DRIFT, PURPOSE_READ = 11, 12, 13, 14
+_ERROR_MODEL_CODES = {model: code for code, model in enumerate(ErrorModel)}
+_READ_ID_BITS = 24
+"""row id = image index << 24 | read index: up to 16 M array reads per image and layer."""
+
+
+def _tiles(n: int, size: int) -> list[tuple[int, int]]:
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+@dataclass(frozen=True)
+class InputRange:
+    """DAC range of one layer: full-scale input (input units) and whether inputs can be negative."""
+
+    x_max: float
+    signed: bool
+
+
+class AnalogMatrix:
+    """One weight matrix programmed on crossbar tiles; call it like the ideal product.
+
+    Parameters
+    ----------
+    kernel : ndarray (n_in, n_out)
+        Weights W of y = x W + b.
+    bias : ndarray (n_out,) or None
+    hw : Hardware
+    input_range : InputRange
+        DAC range (from calibration); also sets the bias row's value.
+    seed : int
+        Chip instance seed.
+    layer : int
+        Index of the weight layer (keys its random streams).
+    """
+
+    def __init__(self, kernel, bias, hw: Hardware, input_range: InputRange, seed: int, layer: int):
+        self.hw, self.seed, self.layer = hw, int(seed), int(layer)
+        self.n_in, self.n_out = kernel.shape
+        self.x_scale = float(input_range.x_max)
+        self.signed_inputs = bool(input_range.signed)
+        mapping, device = hw.mapping, hw.device
+        self.bias_row = mapping.bias == BiasMode.ROW and bias is not None
+        self.digital_bias = None if (bias is None or self.bias_row) else np.asarray(bias, np.float32)
+        weights = np.asarray(kernel, np.float64)
+        if self.bias_row:
+            # Driven at full input x_max, so its weight is b / x_max.
+            weights = np.vstack([weights, np.asarray(bias, np.float64)[None, :] / self.x_scale])
+        self.n_rows = weights.shape[0]
+        w_abs = np.abs(weights)
+        w_scale = float(np.percentile(w_abs, mapping.clip_percentile)) if mapping.clip_percentile < 100 \
+            else float(w_abs.max())
+        self.w_scale = w_scale if w_scale > 0 else 1.0
+        self.differential = mapping.scheme == MappingScheme.DIFFERENTIAL
+        self.analog_subtract = self.differential and mapping.subtract == Subtract.ANALOG
+        self.row_tiles = _tiles(self.n_rows, hw.tile.rows)
+        self.col_tiles = _tiles(self.n_out, hw.tile.cols)
+        self.v_read = float(device.v_read_v)
+        self.g_range = float(device.g_range_us)
+        self._program(weights / self.w_scale)
+        self.dac_levels = float(2 ** hw.dac.bits - 1)
+        self._calls = 0
+        self.vectors_read = 0
+        """Input vectors applied to this matrix so far (each one array read per tile and slice)."""
+        self._image_offset = 0
+        self._batch = 1
+        self._recording: dict | None = None
+        self._set_adc_ranges(None)
+
+    # ----------------------------------------------------------------- programming
+    def _slice_digits(self, magnitude: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
+        """Per weight slice, the normalized device targets in [0, 1] and the recombination factor c_s."""
+        levels, k = self.hw.device.levels, self.hw.mapping.weight_slices
+        if levels == 0:
+            return [magnitude], [1.0]
+        full = levels ** k - 1
+        code = np.rint(np.clip(magnitude, 0.0, 1.0) * full).astype(np.int64)
+        digits, factors = [], []
+        for s in range(k):
+            digits.append(((code // levels ** s) % levels) / (levels - 1))
+            factors.append((levels - 1) * levels ** s / full)
+        return digits, factors
+
+    def _program(self, w_norm: np.ndarray) -> None:
+        """Targets from normalized weights, then the static device errors of this chip instance."""
+        device = self.hw.device
+        if self.differential:
+            sides = [np.clip(w_norm, 0.0, 1.0), np.clip(-w_norm, 0.0, 1.0)]
+        else:
+            sides = [(np.clip(w_norm, -1.0, 1.0) + 1.0) / 2.0]
+        per_side = [self._slice_digits(side) for side in sides]
+        self.slice_factors = per_side[0][1]
+        self.n_slices = len(self.slice_factors)
+        # conductances[s][side]: float32 (n_rows, n_out), uS
+        self.conductances = []
+        for s in range(self.n_slices):
+            row = []
+            for side in range(len(sides)):
+                g = (device.g_min_us + self.g_range * per_side[side][0][s]).astype(np.float32)
+                row.append(self._apply_static_errors(g, s, side))
+            self.conductances.append(row)
+        self._prepare_read_noise()
+
+    def _apply_static_errors(self, g: np.ndarray, s: int, side: int) -> np.ndarray:
+        device = self.hw.device
+        flat = np.ascontiguousarray(g).reshape(-1)
+        ids = (self.seed, self.layer, s, side)
+        if device.prog_sigma > 0:
+            devices.add_programming_error(flat, derive_key(PURPOSE_PROGRAM, *ids),
+                                          _ERROR_MODEL_CODES[device.prog_model], device.prog_sigma,
+                                          device.g_min_us, device.g_max_us, device.v_read_v)
+        if device.clip:
+            np.clip(flat, device.g_min_us, device.g_max_us, out=flat)
+        if device.stuck_on > 0 or device.stuck_off > 0:
+            devices.apply_stuck(flat, derive_key(PURPOSE_STUCK, *ids), device.stuck_on, device.stuck_off,
+                                np.float32(device.g_min_us), np.float32(device.g_max_us))
+        if device.drift_nu_mean > 0 or device.drift_nu_std > 0:
+            devices.apply_drift(flat, derive_key(PURPOSE_DRIFT, *ids), device.drift_nu_mean,
+                                device.drift_nu_std, math.log(device.read_time_s / device.drift_t0_s))
+        return flat.reshape(g.shape)
+
+    def _prepare_read_noise(self) -> None:
+        """Per slice and side: sigma of every device (uS), and the operands of the fast paths."""
+        device = self.hw.device
+        self.read_noise = device.read_sigma > 0
+        self.device_mode = device.read_noise_mode == ReadNoiseMode.DEVICE
+        self.read_sigmas = []
+        for row in self.conductances:
+            sig = []
+            for g in row:
+                out = np.empty(g.size, np.float32)
+                if self.read_noise:
+                    devices.sigma_map(g.reshape(-1), _ERROR_MODEL_CODES[device.read_model], device.read_sigma,
+                                      device.g_min_us, device.g_max_us, device.v_read_v, out)
+                sig.append(out.reshape(g.shape) if self.read_noise else None)
+            self.read_sigmas.append(sig)
+        # Operands per slice: (sign, conductance, variance) conversions for each ADC input.
+        self.operands = []
+        for s, row in enumerate(self.conductances):
+            sig = self.read_sigmas[s]
+            if self.analog_subtract:
+                var = None if not self.read_noise else (sig[0] ** 2 + sig[1] ** 2)
+                self.operands.append([(1.0, row[0] - row[1], var, (row[0], sig[0], row[1], sig[1]))])
+            else:
+                signs = (1.0, -1.0) if self.differential else (1.0,)
+                self.operands.append([
+                    (sign, row[side], None if not self.read_noise else sig[side] ** 2, (row[side], sig[side]))
+                    for side, sign in enumerate(signs)])
+
+    # ----------------------------------------------------------------- ranges
+    @property
+    def signed_adc(self) -> bool:
+        """Whether the ADC converts signed currents (analog pair subtraction, or signed inputs)."""
+        return self.analog_subtract or self.signed_inputs
+
+    def _worst_case_current(self, g: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> float:
+        """Largest |I| (uA) a tile can produce for normalized inputs |x| <= 1."""
+        block = g[rows[0]:rows[1], cols[0]:cols[1]].astype(np.float64)
+        if self.signed_inputs:
+            worst = np.abs(block).sum(axis=0)
+        else:
+            worst = np.maximum(np.clip(block, 0, None).sum(axis=0), np.clip(-block, 0, None).sum(axis=0))
+        return self.v_read * float(worst.max())
+
+    def _set_adc_ranges(self, recorded: dict | None) -> None:
+        """I_max of every (slice, row tile, operand), spread over its columns: arrays (n_out,), uA."""
+        adc = self.hw.adc
+        self.adc_steps = {}
+        for s, operands in enumerate(self.operands):
+            for t, rows in enumerate(self.row_tiles):
+                for o, (_, g, _, _) in enumerate(operands):
+                    i_max = np.empty(self.n_out, np.float64)
+                    for cols in self.col_tiles:
+                        if adc.range == ADCRange.FIXED:
+                            value = adc.i_max_ua
+                        elif adc.range == ADCRange.CALIBRATED and recorded is not None:
+                            samples = np.concatenate([np.abs(r[:, cols[0]:cols[1]]).ravel()
+                                                      for r in recorded[(s, t, o)]])
+                            value = float(np.percentile(samples, adc.percentile)) if samples.size else 0.0
+                        else:
+                            value = self._worst_case_current(g, rows, cols)
+                        i_max[cols[0]:cols[1]] = value if value > 0 else 1e-12
+                    if adc.bits == 0:
+                        step = np.ones(self.n_out)
+                    elif self.signed_adc:
+                        step = i_max / 2 ** (adc.bits - 1)
+                    else:
+                        step = i_max / (2 ** adc.bits - 1)
+                    self.adc_steps[(s, t, o)] = (step.astype(np.float32), (1.0 / step).astype(np.float32))
+        bits = adc.bits
+        if self.signed_adc:
+            self.code_range = (-float(2 ** (bits - 1)), float(2 ** (bits - 1) - 1)) if bits else (0.0, 0.0)
+        else:
+            self.code_range = (0.0, float(2 ** bits - 1)) if bits else (0.0, 0.0)
+
+    def start_recording(self) -> None:
+        """Record noise-free currents of the following calls (for the ``calibrated`` ADC policy)."""
+        self._recording = {}
+
+    def finish_recording(self) -> None:
+        """Set the ADC ranges from what was recorded, and stop recording."""
+        recorded, self._recording = self._recording, None
+        self._set_adc_ranges(recorded)
+
+    # ----------------------------------------------------------------- reading
+    def begin(self, image_offset: int, batch: int) -> None:
+        """Start a forward pass over images ``image_offset .. image_offset + batch - 1``."""
+        self._image_offset, self._batch, self._calls = int(image_offset), max(int(batch), 1), 0
+
+    def _row_ids(self, n_rows: int) -> np.ndarray:
+        per_image = max(n_rows // self._batch, 1)
+        index = np.arange(n_rows, dtype=np.uint64)
+        image = np.uint64(self._image_offset) + index // np.uint64(per_image)
+        read = np.uint64(self._calls * per_image) + index % np.uint64(per_image)
+        return (image << np.uint64(_READ_ID_BITS)) | read
+
+    def dac(self, x: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
+        """Normalized array inputs of each input slice and their recombination factors d_k.
+
+        Inputs become x / x_max; with dac.bits > 0 they are clipped to [0, 1]
+        (or [-1, 1]) and quantized to integer codes q with 2^bits - 1 steps,
+        split bit-serially into ``input_slices`` digits of bits / input_slices bits.
+        """
+        dac = self.hw.dac
+        if dac.bits == 0:
+            return [x * np.float32(1.0 / self.x_scale)], [1.0]
+        codes = np.empty(x.shape, np.int32)
+        convert.dac_quantize(x, np.float32(1.0 / self.x_scale), np.float32(self.dac_levels),
+                             self.signed_inputs, codes)
+        if dac.input_slices == 1:
+            return [(codes * np.float32(1.0 / self.dac_levels)).astype(np.float32)], [1.0]
+        bits_per_slice = dac.bits // dac.input_slices
+        digit_max = 2 ** bits_per_slice - 1
+        magnitude, sign = np.abs(codes), np.sign(codes).astype(np.float32)
+        slices, factors = [], []
+        for k in range(dac.input_slices):
+            digit = (magnitude >> (k * bits_per_slice)) & digit_max
+            slices.append((digit * sign * np.float32(1.0 / digit_max)).astype(np.float32))
+            factors.append(digit_max * 2 ** (k * bits_per_slice) / self.dac_levels)
+        return slices, factors
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """y = x W + b through the crossbar: (batch, n_in) float32 -> (batch, n_out) float32."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        n = x.shape[0]
+        if self.bias_row:
+            x = np.hstack([x, np.full((n, 1), self.x_scale, np.float32)])
+        inputs, input_factors = self.dac(x)
+        row_ids = self._row_ids(n) if self.read_noise and self._recording is None else None
+        out = np.zeros((n, self.n_out), np.float32)
+        to_weights = self.w_scale * self.x_scale / (self.v_read * self.g_range)
+        if not self.differential:
+            to_weights *= 2.0
+        bits = 0 if self._recording is not None else self.hw.adc.bits
+        code_min, code_max = self.code_range
+        for s, operands in enumerate(self.operands):
+            for t, (r0, r1) in enumerate(self.row_tiles):
+                for k, x_k in enumerate(inputs):
+                    x_tile = np.ascontiguousarray(x_k[:, r0:r1])
+                    scale = self.slice_factors[s] * input_factors[k] * to_weights
+                    for o, (sign, g, var, parts) in enumerate(operands):
+                        currents = self._currents(x_tile, g, var, parts, (r0, r1), row_ids, (s, t, k, o))
+                        if self._recording is not None:
+                            self._recording.setdefault((s, t, o), []).append(currents)
+                        step, inv_step = self.adc_steps[(s, t, o)]
+                        step_scale = (step * np.float32(sign * scale)).astype(np.float32)
+                        convert.adc_accumulate(currents, inv_step, step_scale, code_min, code_max, bits, out)
+        if not self.differential:
+            self._subtract_reference(out, inputs, input_factors)
+        if self.digital_bias is not None:
+            out += self.digital_bias
+        self._calls += 1
+        self.vectors_read += n
+        return out
+
+    @property
+    def devices_per_vector(self) -> int:
+        """Devices read for one input vector: rows x columns x devices per weight x slices x input slices."""
+        per_weight = 2 if self.differential else 1
+        return self.n_rows * self.n_out * per_weight * self.n_slices * self.hw.dac.input_slices
+
+    def _currents(self, x_tile, g, var, parts, rows, row_ids, ids):
+        """Column currents (uA) of one row tile for one ADC input, read noise included."""
+        r0, r1 = rows
+        if row_ids is not None and self.device_mode:
+            # Reference path: one draw per device per read, each device of a pair on its own stream.
+            currents = np.empty((x_tile.shape[0], self.n_out), np.float32)
+            g_a, sig_a = parts[0], parts[1]
+            convert.device_noise_product(x_tile, g_a[r0:r1], sig_a[r0:r1], self.v_read,
+                                         derive_key(PURPOSE_READ, self.seed, self.layer, *ids, 0), row_ids, currents)
+            if len(parts) == 4:
+                other = np.empty_like(currents)
+                convert.device_noise_product(x_tile, parts[2][r0:r1], parts[3][r0:r1], self.v_read,
+                                             derive_key(PURPOSE_READ, self.seed, self.layer, *ids, 1), row_ids,
+                                             other)
+                currents -= other
+            return currents
+        currents = x_tile @ g[r0:r1]
+        currents *= np.float32(self.v_read)
+        if row_ids is not None:
+            variance = np.square(x_tile) @ var[r0:r1]
+            variance *= np.float32(self.v_read ** 2)
+            convert.add_column_noise(currents, variance, derive_key(PURPOSE_READ, self.seed, self.layer, *ids),
+                                     row_ids)
+        return currents
+
+    def _subtract_reference(self, out, inputs, input_factors) -> None:
+        """Offset scheme: remove the digitally known reference V (g_min sum_s c_s + dg/2) sum_i x_i."""
+        g_min_rel = self.hw.device.g_min_us / self.g_range
+        x_sum = sum(f * x_k.sum(axis=1, dtype=np.float64) for f, x_k in zip(input_factors, inputs))
+        reference = x_sum * (g_min_rel * sum(self.slice_factors) + 0.5)
+        out -= (reference * 2.0 * self.w_scale * self.x_scale).astype(np.float32)[:, None]
+
+
+class ProgrammedNetwork:
+    """A network programmed onto one chip instance: call :meth:`forward` like the network's."""
+
+    def __init__(self, network: Network, hw: Hardware, seed: int, matrices: list[AnalogMatrix]):
+        self.network, self.hw, self.seed, self.matrices = network, hw, seed, matrices
+
+    def forward(self, x: np.ndarray, image_offset: int = 0) -> np.ndarray:
+        """Logits of images ``image_offset ..`` (their global indices key the read noise)."""
+        for matrix in self.matrices:
+            matrix.begin(image_offset, x.shape[0])
+        return self.network.forward(x, self.matrices)
+
+
+class _RangeRecorder:
+    """An ideal product that records the |inputs| it sees (for DAC calibration)."""
+
+    def __init__(self, ideal):
+        self.ideal, self.abs_values, self.negative = ideal, [], False
+
+    def __call__(self, x):
+        self.abs_values.append(np.abs(x).ravel())
+        self.negative |= bool((x < 0).any())
+        return self.ideal(x)
+
+    def input_range(self, hw: Hardware) -> InputRange:
+        values = np.concatenate(self.abs_values)
+        if hw.dac.range == DACRange.FIXED:
+            x_max = hw.dac.x_max
+        elif hw.dac.range == DACRange.PERCENTILE:
+            x_max = float(np.percentile(values, hw.dac.percentile))
+        else:
+            x_max = float(values.max())
+        return InputRange(x_max=x_max if x_max > 0 else 1.0, signed=self.negative)
+
+
+def program(network: Network, hw: Hardware, seed: int, calibration: np.ndarray) -> ProgrammedNetwork:
+    """Program ``network`` onto chip instance ``seed`` of ``hw``, calibrating on ``calibration`` images.
+
+    Parameters
+    ----------
+    network : Network
+    hw : Hardware
+    seed : int
+        Chip instance seed: keys the static errors and the read noise.
+    calibration : ndarray (n, 28, 28)
+        Images whose activations set the DAC ranges (ideal pass) and, for the
+        ``calibrated`` ADC policy, the ADC ranges (noise-free pass on the programmed chip).
+    """
+    recorders = [_RangeRecorder(m) for m in network.ideal_matmuls()]
+    network.forward(calibration, recorders)
+    matrices = [
+        AnalogMatrix(layer.kernel2d, layer.bias, hw, recorder.input_range(hw), seed, index)
+        for index, (layer, recorder) in enumerate(zip(network.weight_layers, recorders))
+    ]
+    chip = ProgrammedNetwork(network, hw, seed, matrices)
+    if hw.adc.range == ADCRange.CALIBRATED and hw.adc.bits > 0:
+        for matrix in matrices:
+            matrix.start_recording()
+        chip.forward(calibration)
+        for matrix in matrices:
+            matrix.finish_recording()
+    return chip

@@ -1,0 +1,104 @@
+"""Converter kernels: DAC input quantization and ADC conversion with digital accumulation.
+
+DAC: x is clipped to [0, x_max] (unsigned) or [-x_max, x_max] (signed) and
+quantized to integer codes q = round(|x| / x_max (2^b' - 1)) with sign, where
+b' = bits for unsigned and bits - 1 for signed (sign-magnitude); the array
+is driven with q / (2^b' - 1).
+
+ADC: a current I (uA) is converted with a step of I_max / (2^bits - 1)
+(unsigned, codes 0 .. 2^bits - 1) or I_max / 2^(bits - 1) (signed, two's
+complement codes -2^(bits-1) .. 2^(bits-1) - 1): code = clip(floor(I / step + 1/2)).
+"""
+
+import math
+
+import numpy as np
+
+from ._jit import jit, pjit, prange
+from .rng import mix, normal
+
+
+@jit
+def dac_code(x, inv_x_max, levels, signed):
+    """Integer DAC code of input ``x`` (sign included); ``levels`` = 2^b' - 1."""
+    v = x * inv_x_max
+    if signed:
+        v = min(max(v, -1.0), 1.0)
+    else:
+        v = min(max(v, 0.0), 1.0)
+    return math.floor(v * levels + 0.5)
+
+
+@pjit
+def dac_quantize(x, inv_x_max, levels, signed, out):
+    """Integer DAC codes of a (batch, n) float32 array into int32 ``out``."""
+    for b in prange(x.shape[0]):
+        for i in range(x.shape[1]):
+            out[b, i] = dac_code(x[b, i], inv_x_max, levels, signed)
+
+
+@jit
+def adc_code(current, inv_step, code_min, code_max):
+    """ADC code of one current: clip(floor(current / step + 1/2), code_min, code_max)."""
+    c = math.floor(current * inv_step + 0.5)
+    return min(max(c, code_min), code_max)
+
+
+@pjit
+def adc_accumulate(currents, inv_step, step_scale, code_min, code_max, bits, out):
+    """Convert (batch, cols) currents column by column and add ``code x step_scale[j]`` to ``out``.
+
+    Parameters
+    ----------
+    currents : float32 (batch, cols), uA
+    inv_step : float32 (cols,), 1 / ADC step (1/uA) of each column's tile
+    step_scale : float32 (cols,), output units per code: step times the scale back to weight units
+    code_min, code_max : float
+    bits : int, 0 = ideal (out += current x step_scale / step, no clipping)
+    out : float32 (batch, cols), accumulated in place
+    """
+    for b in prange(currents.shape[0]):
+        for j in range(currents.shape[1]):
+            if bits == 0:
+                out[b, j] += currents[b, j] * inv_step[j] * step_scale[j]
+            else:
+                out[b, j] += adc_code(currents[b, j], inv_step[j], code_min, code_max) * step_scale[j]
+
+
+@pjit
+def add_column_noise(currents, variance, key, row_ids):
+    """Column-mode read noise in place: I[b, j] += sqrt(var[b, j]) normal(mix(key, row_ids[b]), j).
+
+    Exact in distribution for independent Gaussian device noise: the column
+    current's variance is V^2 sum_i x_i^2 sigma_ij^2 (DESIGN.md section 2).
+    """
+    for b in prange(currents.shape[0]):
+        row_key = mix(key, row_ids[b])
+        for j in range(currents.shape[1]):
+            v = variance[b, j]
+            if v > 0:
+                currents[b, j] += math.sqrt(v) * normal(row_key, np.uint64(j))
+
+
+@pjit
+def device_noise_product(x, g, sigma, v_read, key, row_ids, out):
+    """Device-mode read noise: out[b, j] = V sum_i x[b, i] (g[i, j] + sigma[i, j] z_bij).
+
+    z_bij = normal(mix(key, row_ids[b]), i * cols + j): one draw per device per read.
+    The reference that column mode is held against; cost is one draw per device.
+    """
+    rows, cols = g.shape
+    for b in prange(x.shape[0]):
+        row_key = mix(key, row_ids[b])
+        for j in range(cols):
+            out[b, j] = 0.0
+        for i in range(rows):
+            xi = x[b, i]
+            if xi == 0.0:
+                continue
+            base = np.uint64(i * cols)
+            for j in range(cols):
+                z = normal(row_key, base + np.uint64(j))
+                out[b, j] += xi * (g[i, j] + sigma[i, j] * z)
+        for j in range(cols):
+            out[b, j] *= v_read
