@@ -164,18 +164,27 @@ class AnalogMatrix:
                                       device.g_min_us, device.g_max_us, device.v_read_v, out)
                 sig.append(out.reshape(g.shape) if self.read_noise else None)
             self.read_sigmas.append(sig)
-        # Operands per slice: (sign, conductance, variance) conversions for each ADC input.
+        # Operands per slice: (sign, conductance, variance, devices) of each ADC input. The variance
+        # is per device (uS^2), or one number when every device has the same sigma (the additive
+        # model): then a column's variance is that number times sum_i x_i^2, with no extra product.
+        uniform = device.read_model == ErrorModel.ADDITIVE
+        sigma_add = device.read_sigma * self.g_range
+
+        def variance(*sigmas):
+            if not self.read_noise:
+                return None
+            return len(sigmas) * sigma_add ** 2 if uniform else sum(np.square(s) for s in sigmas)
+
         self.operands = []
         for s, row in enumerate(self.conductances):
             sig = self.read_sigmas[s]
             if self.analog_subtract:
-                var = None if not self.read_noise else (sig[0] ** 2 + sig[1] ** 2)
-                self.operands.append([(1.0, row[0] - row[1], var, (row[0], sig[0], row[1], sig[1]))])
+                self.operands.append([(1.0, row[0] - row[1], variance(sig[0], sig[1]),
+                                       (row[0], sig[0], row[1], sig[1]))])
             else:
                 signs = (1.0, -1.0) if self.differential else (1.0,)
-                self.operands.append([
-                    (sign, row[side], None if not self.read_noise else sig[side] ** 2, (row[side], sig[side]))
-                    for side, sign in enumerate(signs)])
+                self.operands.append([(sign, row[side], variance(sig[side]), (row[side], sig[side]))
+                                      for side, sign in enumerate(signs)])
 
     # ----------------------------------------------------------------- ranges
     @property
@@ -254,11 +263,14 @@ class AnalogMatrix:
         dac = self.hw.dac
         if dac.bits == 0:
             return [x * np.float32(1.0 / self.x_scale)], [1.0]
+        if dac.input_slices == 1:
+            normalized = np.empty(x.shape, np.float32)
+            convert.dac_normalized(x, np.float32(1.0 / self.x_scale), np.float32(self.dac_levels),
+                                   self.signed_inputs, normalized)
+            return [normalized], [1.0]
         codes = np.empty(x.shape, np.int32)
         convert.dac_quantize(x, np.float32(1.0 / self.x_scale), np.float32(self.dac_levels),
                              self.signed_inputs, codes)
-        if dac.input_slices == 1:
-            return [(codes * np.float32(1.0 / self.dac_levels)).astype(np.float32)], [1.0]
         bits_per_slice = dac.bits // dac.input_slices
         digit_max = 2 ** bits_per_slice - 1
         magnitude, sign = np.abs(codes), np.sign(codes).astype(np.float32)
@@ -286,7 +298,8 @@ class AnalogMatrix:
         for s, operands in enumerate(self.operands):
             for t, (r0, r1) in enumerate(self.row_tiles):
                 for k, x_k in enumerate(inputs):
-                    x_tile = np.ascontiguousarray(x_k[:, r0:r1])
+                    # A column slice is a valid BLAS operand (leading dimension n_in): no copy.
+                    x_tile = x_k[:, r0:r1] if len(self.row_tiles) > 1 else x_k
                     scale = self.slice_factors[s] * input_factors[k] * to_weights
                     for o, (sign, g, var, parts) in enumerate(operands):
                         currents = self._currents(x_tile, g, var, parts, (r0, r1), row_ids, (s, t, k, o))
@@ -314,6 +327,7 @@ class AnalogMatrix:
         r0, r1 = rows
         if row_ids is not None and self.device_mode:
             # Reference path: one draw per device per read, each device of a pair on its own stream.
+            x_tile = np.ascontiguousarray(x_tile)
             currents = np.empty((x_tile.shape[0], self.n_out), np.float32)
             g_a, sig_a = parts[0], parts[1]
             convert.device_noise_product(x_tile, g_a[r0:r1], sig_a[r0:r1], self.v_read,
@@ -328,10 +342,13 @@ class AnalogMatrix:
         currents = x_tile @ g[r0:r1]
         currents *= np.float32(self.v_read)
         if row_ids is not None:
-            variance = np.square(x_tile) @ var[r0:r1]
-            variance *= np.float32(self.v_read ** 2)
-            convert.add_column_noise(currents, variance, derive_key(PURPOSE_READ, self.seed, self.layer, *ids),
-                                     row_ids)
+            if isinstance(var, float):
+                variance = np.einsum("ij,ij->i", x_tile, x_tile)[:, None]
+            else:
+                variance = np.square(x_tile) @ var[r0:r1]
+            std = np.sqrt(variance * np.float32(var if isinstance(var, float) else 1.0), dtype=np.float32)
+            std *= np.float32(self.v_read)
+            convert.add_column_noise(currents, std, derive_key(PURPOSE_READ, self.seed, self.layer, *ids), row_ids)
         return currents
 
     def _subtract_reference(self, out, inputs, input_factors) -> None:

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from ._jit import jit, pjit, prange
-from .rng import mix, normal
+from .rng import mix, normal_fill
 
 
 @jit
@@ -35,6 +35,18 @@ def dac_quantize(x, inv_x_max, levels, signed, out):
     for b in prange(x.shape[0]):
         for i in range(x.shape[1]):
             out[b, i] = dac_code(x[b, i], inv_x_max, levels, signed)
+
+
+@pjit
+def dac_normalized(x, inv_x_max, levels, signed, out):
+    """DAC output of a (batch, n) float32 array: ``out = dac_code(x) / levels`` (float32, in [-1, 1]).
+
+    Equivalent to ``dac_quantize`` followed by a division, in one pass.
+    """
+    inv_levels = 1.0 / levels
+    for b in prange(x.shape[0]):
+        for i in range(x.shape[1]):
+            out[b, i] = dac_code(x[b, i], inv_x_max, levels, signed) * inv_levels
 
 
 @jit
@@ -66,39 +78,46 @@ def adc_accumulate(currents, inv_step, step_scale, code_min, code_max, bits, out
 
 
 @pjit
-def add_column_noise(currents, variance, key, row_ids):
-    """Column-mode read noise in place: I[b, j] += sqrt(var[b, j]) normal(mix(key, row_ids[b]), j).
+def add_column_noise(currents, std, key, row_ids):
+    """Column-mode read noise in place: I[b, j] += std[b, j] z_bj, z_bj = normal(mix(key, row_ids[b]), j).
 
-    Exact in distribution for independent Gaussian device noise: the column
-    current's variance is V^2 sum_i x_i^2 sigma_ij^2 (DESIGN.md section 2).
+    ``std`` (uA) is (batch, cols), or (batch, 1) when every column of a row has
+    the same spread. Exact in distribution for independent Gaussian device
+    noise: the column current's variance is V^2 sum_i x_i^2 sigma_ij^2 (DESIGN.md section 2).
     """
+    cols = currents.shape[1]
+    per_row = std.shape[1] == 1
     for b in prange(currents.shape[0]):
-        row_key = mix(key, row_ids[b])
-        for j in range(currents.shape[1]):
-            v = variance[b, j]
-            if v > 0:
-                currents[b, j] += math.sqrt(v) * normal(row_key, np.uint64(j))
+        z = np.empty(cols)
+        normal_fill(mix(key, row_ids[b]), z)
+        if per_row:
+            s = std[b, 0]
+            for j in range(cols):
+                currents[b, j] += s * z[j]
+        else:
+            for j in range(cols):
+                currents[b, j] += std[b, j] * z[j]
 
 
 @pjit
 def device_noise_product(x, g, sigma, v_read, key, row_ids, out):
     """Device-mode read noise: out[b, j] = V sum_i x[b, i] (g[i, j] + sigma[i, j] z_bij).
 
-    z_bij = normal(mix(key, row_ids[b]), i * cols + j): one draw per device per read.
+    z_bij = normal(mix(mix(key, row_ids[b]), i), j): one draw per device per read.
     The reference that column mode is held against; cost is one draw per device.
     """
     rows, cols = g.shape
     for b in prange(x.shape[0]):
         row_key = mix(key, row_ids[b])
+        z = np.empty(cols)
         for j in range(cols):
             out[b, j] = 0.0
         for i in range(rows):
             xi = x[b, i]
             if xi == 0.0:
                 continue
-            base = np.uint64(i * cols)
+            normal_fill(mix(row_key, np.uint64(i)), z)
             for j in range(cols):
-                z = normal(row_key, base + np.uint64(j))
-                out[b, j] += xi * (g[i, j] + sigma[i, j] * z)
+                out[b, j] += xi * (g[i, j] + sigma[i, j] * z[j])
         for j in range(cols):
             out[b, j] *= v_read
