@@ -124,3 +124,27 @@ def test_numba_options_live_only_in_jit_module():
         if re.search(r"numba\.njit\(|fastmath\s*=|@njit|numba\.jit\(", path.read_text()):
             offenders.append(str(path))
     assert offenders == []
+
+
+def test_normal_fill_equals_scalar_draws_and_follows_the_normal_cdf():
+    import math
+
+    from numba import njit
+
+    @njit
+    def fill_rows(key, out):
+        for r in range(out.shape[0]):
+            rng.normal_fill(rng.mix(key, np.uint64(r)), out[r])
+
+    key = derive_key(2024)
+    out = np.empty((2000, 999), np.float32)  # odd length: the unpaired last draw is covered too
+    fill_rows(key, out)
+    for r in (0, 1, 1999):
+        row_key = np.uint64(rng.mix(key, np.uint64(r)))
+        np.testing.assert_array_equal(out[r], [rng.normal(row_key, np.uint64(j)) for j in range(999)])
+    edges = np.array([-50, -4, -3.5, -3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 50])
+    cdf = np.array([0.5 * (1 + math.erf(e / math.sqrt(2))) for e in edges])
+    expected = np.diff(cdf) * out.size
+    counts, _ = np.histogram(out, edges)
+    chi2 = float(np.sum((counts - expected) ** 2 / expected))
+    assert chi2 < 40.79  # chi-square, 17 degrees of freedom, alpha = 0.001

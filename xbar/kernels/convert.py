@@ -88,7 +88,7 @@ def add_column_noise(currents, std, key, row_ids):
     cols = currents.shape[1]
     per_row = std.shape[1] == 1
     for b in prange(currents.shape[0]):
-        z = np.empty(cols)
+        z = np.empty(cols, np.float32)
         normal_fill(mix(key, row_ids[b]), z)
         if per_row:
             s = std[b, 0]
@@ -109,7 +109,7 @@ def device_noise_product(x, g, sigma, v_read, key, row_ids, out):
     rows, cols = g.shape
     for b in prange(x.shape[0]):
         row_key = mix(key, row_ids[b])
-        z = np.empty(cols)
+        z = np.empty(cols, np.float32)
         for j in range(cols):
             out[b, j] = 0.0
         for i in range(rows):

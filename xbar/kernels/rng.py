@@ -44,8 +44,9 @@ def mix(key, value):
 
 
 # Ziggurat tables (Marsaglia & Tsang 2000, J. Stat. Softw. 5(8); the ZIGNOR layout of Doornik 2005):
-# 128 layers of equal area V under the normal density, base layer edge R.
-_ZIG_C, _ZIG_R, _ZIG_V = 128, 3.442619855899, 9.91256303526217e-3
+# 256 layers of equal area V under the normal density, base layer edge R. With 128 layers 2.8% of
+# draws leave the fast path for the ~70 ns tail and wedge tests; with 256, 1.5%.
+_ZIG_C, _ZIG_R, _ZIG_V = 256, 3.6541528853610088, 4.92867323399e-3
 
 
 def _ziggurat_tables():
@@ -60,8 +61,12 @@ def _ziggurat_tables():
 
 
 _ZIG_X, _ZIG_RATIO = _ziggurat_tables()
-_S11 = np.uint64(11)
-_LOW7 = np.uint64(127)
+_S11, _S8 = np.uint64(11), np.uint64(8)
+_INV_2_23 = 1.0 / 8388608.0
+_INV_2_23_F32 = np.float32(_INV_2_23)
+_ZIG_X32 = _ZIG_X.astype(np.float32)
+_ZIG_RATIO32 = _ZIG_RATIO.astype(np.float32)
+_LOW8 = np.uint64(255)
 _INV_2_53 = 1.0 / 9007199254740992.0
 
 
@@ -78,57 +83,88 @@ def _unit(h):
 
 
 @jit
-def normal(key, counter):
-    """Standard normal draw number ``counter`` (uint64) of stream ``key`` (float64), by ziggurat.
+def _fast_half(half):
+    """Ziggurat fast path on 32 random bits (float32): (value, accepted).
 
-    99% of draws cost one hash, one table compare and one multiply; the rest
-    are resolved by the method's wedge and tail tests with further hashes of the
-    same draw, so the value still depends only on (key, counter). Exact in distribution.
+    Bits 0-7 pick the layer, bits 8-31 the abscissa u = k 2^-23 - 1 in [-1, 1),
+    exact in float32.
     """
-    h = _bits(key, counter)
+    i = np.int64(half & _LOW8)
+    u = np.float32(np.int64(half >> _S8)) * _INV_2_23_F32 - np.float32(1.0)
+    return u * _ZIG_X32[i], abs(u) < _ZIG_RATIO32[i]
+
+
+@jit
+def _slow_half(half, h):
+    """The ziggurat's tail and wedge tests for a sample whose fast path failed (~1% of draws).
+
+    ``half`` is the rejected sample (its layer and abscissa go on to the tail
+    or wedge test, as the method requires); fresh randomness comes from hashes of ``h``.
+    """
+    i = np.int64(half & _LOW8)
+    u = float(np.int64(half >> _S8)) * _INV_2_23 - 1.0
     extra = np.uint64(0)
     while True:
-        u = 2.0 * (float(np.int64(h >> _S11)) * _INV_2_53) - 1.0
-        i = np.int64(h & _LOW7)
-        if abs(u) < _ZIG_RATIO[i]:
-            return u * _ZIG_X[i]
-        extra += np.uint64(1)
         if i == 0:
             # Tail beyond R (Marsaglia 1964): x = -ln(u1) / R, accept if -2 ln(u2) > x^2.
             while True:
-                a = -math.log(_unit(mix64(h + extra * _GOLDEN))) / _ZIG_R
-                b = -math.log(_unit(mix64(h + (extra + np.uint64(1)) * _GOLDEN)))
+                a = -math.log(_unit(mix64(h + (extra + np.uint64(1)) * _GOLDEN))) / _ZIG_R
+                b = -math.log(_unit(mix64(h + (extra + np.uint64(2)) * _GOLDEN)))
                 extra += np.uint64(2)
                 if 2.0 * b > a * a:
                     return -(_ZIG_R + a) if u < 0 else _ZIG_R + a
-        # Wedge test of the same sample.
         x = u * _ZIG_X[i]
         f0 = math.exp(-0.5 * (_ZIG_X[i] * _ZIG_X[i] - x * x))
         f1 = math.exp(-0.5 * (_ZIG_X[i + 1] * _ZIG_X[i + 1] - x * x))
+        extra += np.uint64(1)
         if f1 + _unit(mix64(h + extra * _GOLDEN)) * (f0 - f1) < 1.0:
             return x
+        # Rejected in the wedge: a fresh sample, full precision.
         extra += np.uint64(1)
-        h = mix64(h + extra * _GOLDEN)
+        g = mix64(h + extra * _GOLDEN)
+        u = 2.0 * (float(np.int64(g >> _S11)) * _INV_2_53) - 1.0
+        i = np.int64(g & _LOW8)
+        if abs(u) < _ZIG_RATIO[i]:
+            return u * _ZIG_X[i]
+
+
+@jit
+def normal(key, counter):
+    """Standard normal draw number ``counter`` (uint64) of stream ``key``, by ziggurat (float32 value).
+
+    Draws 2m and 2m + 1 use the low and high 32 bits of hash m. 99% of draws
+    end in the fast path (one table compare, one multiply); the rest are
+    resolved exactly by the tail and wedge tests with further hashes, so the
+    value depends only on (key, counter).
+    """
+    h = _bits(key, counter >> np.uint64(1))
+    high = (counter & np.uint64(1)) == np.uint64(1)
+    half = (h >> _S32) if high else (h & _LOW32)
+    value, accepted = _fast_half(half)
+    if accepted:
+        return value
+    return np.float32(_slow_half(half, h ^ (_GOLDEN if high else np.uint64(0))))
 
 
 @jit
 def normal_fill(key, out):
-    """``out[n] = normal(key, n)`` for every n, bit-identical, in two passes.
+    """``out[n] = normal(key, n)`` for every n of a float32 array, bit-identical, in two passes.
 
-    The first pass is the ziggurat's fast path alone, which the compiler turns
-    into SIMD code (64-bit multiplies and table gathers); the ~1% of draws it
-    rejects are then recomputed by :func:`normal`. Measured here: 3.4 ns a
-    draw against 5.5 ns for a loop of :func:`normal`.
+    The first pass is the fast path alone, two draws per hash, which the
+    compiler turns into SIMD code; the ~1% it rejects are then recomputed by
+    :func:`normal`.
     """
     n = out.shape[0]
+    for m in range(n // 2):
+        h = mix64(key + (np.uint64(m) + np.uint64(1)) * _GOLDEN)
+        v0, ok0 = _fast_half(h & _LOW32)
+        v1, ok1 = _fast_half(h >> _S32)
+        out[2 * m] = v0 if ok0 else np.float32(np.inf)
+        out[2 * m + 1] = v1 if ok1 else np.float32(np.inf)
+    if n % 2:
+        out[n - 1] = np.float32(np.inf)
     for j in range(n):
-        h = mix64(key + (np.uint64(j) + np.uint64(1)) * _GOLDEN)
-        u = 2.0 * (float(np.int64(h >> _S11)) * _INV_2_53) - 1.0
-        i = np.int64(h & _LOW7)
-        value = u * _ZIG_X[i]
-        out[j] = value if abs(u) < _ZIG_RATIO[i] else math.inf
-    for j in range(n):
-        if out[j] == math.inf:
+        if out[j] == np.inf:
             out[j] = normal(key, np.uint64(j))
 
 
