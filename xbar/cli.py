@@ -138,6 +138,7 @@ def run_cmd(weights, hardware_spec, overrides, sigma_syn, syn_mode, dataset, lim
     """Accuracy and speed of a network over chip instances (default: the shipped MNIST MLP)."""
     from .config import ErrorModel, apply_overrides, resolve
     from .crossbar import program
+    from .energy import PARTS, energy_report
     from .evaluate import evaluate
     from .kernels.rng import derive_key
     from .stats import summarize
@@ -156,7 +157,7 @@ def run_cmd(weights, hardware_spec, overrides, sigma_syn, syn_mode, dataset, lim
     dataset = dataset or network.dataset
     images, labels = data.load(dataset, "test", limit=limit)
     chip_seeds = [int(derive_key(seed, index)) & 0x7FFFFFFFFFFFFFFF for index in range(n_seeds)]
-    accuracies, infer_seconds, program_seconds = [], 0.0, 0.0
+    accuracies, energies, infer_seconds, program_seconds = [], [], 0.0, 0.0
     started = time.perf_counter()
     with _progress_bar(len(images) * n_seeds, "run") as bar:
         for chip_seed in chip_seeds:
@@ -169,6 +170,8 @@ def run_cmd(weights, hardware_spec, overrides, sigma_syn, syn_mode, dataset, lim
             result = evaluate(network, images, labels, sigma_te=sigma_te, seed=chip_seed, forward=forward,
                               batch_size=batch_size, progress=bar.update)
             accuracies.append(result.accuracy)
+            if hw is not None:
+                energies.append(energy_report(chip, len(images)))
             infer_seconds += result.seconds
     summary = summarize(accuracies)
     n_images = len(images)
@@ -176,6 +179,9 @@ def run_cmd(weights, hardware_spec, overrides, sigma_syn, syn_mode, dataset, lim
         "weights": str(weights), "dataset": dataset, "n_images": n_images,
         "accuracy": summary["mean"], "accuracy_std": summary["std"], "accuracy_ci95": summary["ci95"],
         "accuracies": accuracies, "seed": seed, "chip_seeds": chip_seeds,
+        "energy_per_inference_j": float(np.mean([e["total_j"] for e in energies])) if energies else None,
+        "energy_breakdown": {part: float(np.mean([e["parts_j"][part] for e in energies])) for part in PARTS}
+        if energies else None,
         "sigma_te": sigma_te, "sigma_syn": sigma_syn, "syn_mode": syn_mode,
         "seconds": time.perf_counter() - started, "program_seconds": program_seconds,
         "images_per_second": n_images * n_seeds / infer_seconds if infer_seconds > 0 else None,
@@ -193,7 +199,44 @@ def run_cmd(weights, hardware_spec, overrides, sigma_syn, syn_mode, dataset, lim
         click.echo(f"accuracy {summary['mean']:.4f} +- {summary['std']:.4f} (std), 95% CI [{low:.4f}, {high:.4f}]")
     else:
         click.echo(f"accuracy {summary['mean']:.4f}")
+    if energies:
+        click.echo(f"energy {report['energy_per_inference_j'] * 1e9:.3f} nJ per inference")
     click.echo(f"{report['images_per_second']:,.0f} images/s inference, {report['seconds']:.1f} s in all")
+
+
+@main.command("energy")
+@click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--hardware", "hardware_spec", default="paper", show_default=True, metavar="PRESET|FILE.toml",
+              help="Crossbar whose energy constants and layout to use.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a hardware field.")
+@click.option("--images", "n_images", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Test images whose inputs set the cells' read energy (the only data-dependent part).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def energy_cmd(weights, hardware_spec, overrides, n_images, seed, as_json):
+    """Energy per inference (J) of a network on a crossbar, by layer and by part."""
+    from .config import resolve
+    from .crossbar import program
+    from .energy import PARTS, energy_report
+
+    hw = resolve(hardware_spec, overrides)
+    network = _load_weights(weights)
+    images, _ = data.load(network.dataset, "test", limit=n_images)
+    chip = program(network, hw, seed, images[:hw.calibration_images])
+    chip.forward(images, 0)
+    report = {"weights": str(weights), "hardware": hw.name, "n_images": len(images),
+              **energy_report(chip, len(images))}
+    if as_json:
+        report["hardware"] = hw.to_dict()
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"{weights} on {hw.name}: {report['total_j'] * 1e9:.4g} nJ per inference "
+               f"(cells' energy from {len(images)} test images)")
+    click.echo("  " + "".join(f"{p:>11}" for p in ("layer", "total", *PARTS)) + "   (nJ)")
+    rows = [(layer["layer"], layer["total_j"], layer["parts_j"]) for layer in report["layers"]]
+    rows.append(("all", report["total_j"], report["parts_j"]))
+    for name, total, parts in rows:
+        click.echo("  " + f"{name:>11}{total * 1e9:>11.4g}" + "".join(f"{parts[p] * 1e9:>11.4g}" for p in PARTS))
 
 
 @main.group("data", cls=_Group)

@@ -90,8 +90,7 @@ class AnalogMatrix:
         self._program(weights / self.w_scale)
         self.dac_levels = float(2 ** hw.dac.bits - 1)
         self._calls = 0
-        self.vectors_read = 0
-        """Input vectors applied to this matrix so far (each one array read per tile and slice)."""
+        self.reset_counters()
         self._image_offset = 0
         self._batch = 1
         self._recording: dict | None = None
@@ -129,6 +128,9 @@ class AnalogMatrix:
                 g = (device.g_min_us + self.g_range * per_side[side][0][s]).astype(np.float32)
                 row.append(self._apply_static_errors(g, s, side))
             self.conductances.append(row)
+        # Per weight slice: sum over columns and over the devices of a weight of G_ij (uS), per row.
+        self.row_conductance = [sum(g.sum(axis=1, dtype=np.float64) for g in row).astype(np.float32)
+                                for row in self.conductances]
         self._prepare_read_noise()
 
     def _apply_static_errors(self, g: np.ndarray, s: int, side: int) -> np.ndarray:
@@ -148,6 +150,13 @@ class AnalogMatrix:
             devices.apply_drift(flat, derive_key(PURPOSE_DRIFT, *ids), device.drift_nu_mean,
                                 device.drift_nu_std, math.log(device.read_time_s / device.drift_t0_s))
         return flat.reshape(g.shape)
+
+    def reset_counters(self) -> None:
+        """Zero the operation counters (done after calibration, so they count inference only)."""
+        self.vectors_read = 0
+        """Input vectors applied so far (each one array read per tile and slice)."""
+        self.cell_x2g_sum = 0.0
+        """Sum over reads and cells of x_i^2 G_ij (x normalized to the read voltage, G in uS)."""
 
     def _prepare_read_noise(self) -> None:
         """Per slice and side: sigma of every device (uS), and the operands of the fast paths."""
@@ -295,6 +304,10 @@ class AnalogMatrix:
             to_weights *= 2.0
         bits = 0 if self._recording is not None else self.hw.adc.bits
         code_min, code_max = self.code_range
+        if self._recording is None:
+            for s in range(self.n_slices):
+                for x_k in inputs:
+                    self.cell_x2g_sum += float((np.square(x_k) @ self.row_conductance[s]).sum(dtype=np.float64))
         for s, operands in enumerate(self.operands):
             for t, (r0, r1) in enumerate(self.row_tiles):
                 for k, x_k in enumerate(inputs):
@@ -313,8 +326,36 @@ class AnalogMatrix:
         if self.digital_bias is not None:
             out += self.digital_bias
         self._calls += 1
-        self.vectors_read += n
+        if self._recording is None:
+            self.vectors_read += n
         return out
+
+    @property
+    def operands_per_tile(self) -> int:
+        """ADC conversions per column of a tile read: 2 for digital pair subtraction, else 1."""
+        return len(self.operands[0])
+
+    def counts_per_vector(self) -> dict[str, int]:
+        """Operations for one input vector (DESIGN.md section 4; docs/energy.md).
+
+        array_reads: physical arrays activated; rows_driven: rows driven over those
+        arrays; conversions: ADC conversions; digital_adds: additions after the ADC
+        (partial sums of tiles and slices, the digital bias, the offset reference).
+        """
+        passes = self.n_slices * self.hw.dac.input_slices
+        n_col_tiles = len(self.col_tiles)
+        partials = passes * len(self.row_tiles) * self.operands_per_tile
+        adds = self.n_out * (partials - 1)
+        if self.digital_bias is not None:
+            adds += self.n_out
+        if not self.differential:
+            adds += self.n_out
+        return {
+            "array_reads": passes * len(self.row_tiles) * n_col_tiles,
+            "rows_driven": passes * self.n_rows * n_col_tiles,
+            "conversions": partials * self.n_out,
+            "digital_adds": adds,
+        }
 
     @property
     def devices_per_vector(self) -> int:
@@ -420,4 +461,6 @@ def program(network: Network, hw: Hardware, seed: int, calibration: np.ndarray) 
         chip.forward(calibration)
         for matrix in matrices:
             matrix.finish_recording()
+    for matrix in matrices:
+        matrix.reset_counters()
     return chip
