@@ -136,43 +136,30 @@ def info_cmd(weights, as_json):
 def run_cmd(weights, hardware_spec, overrides, sigma_syn, syn_mode, dataset, limit, sigma_te, n_seeds,
             seed, batch_size, as_json):
     """Accuracy and speed of a network over chip instances (default: the shipped MNIST MLP)."""
-    from .config import ErrorModel, apply_overrides, resolve
-    from .crossbar import program
-    from .energy import PARTS, energy_report
-    from .evaluate import evaluate
-    from .kernels.rng import derive_key
+    from .config import resolve
+    from .energy import PARTS
+    from .simulate import chip_seed, run_chip, with_sigma_syn
     from .stats import summarize
 
     if hardware_spec is None and (overrides or sigma_syn is not None):
         raise XbarError("--set and --sigma-syn need --hardware (e.g. --hardware paper)")
-    hw = None
-    if hardware_spec is not None:
-        hw = resolve(hardware_spec, overrides)
-        if sigma_syn is not None:
-            prefix = "prog" if syn_mode == "static" else "read"
-            hw = apply_overrides(hw, {f"device.{prefix}_model": ErrorModel.ADDITIVE.value,
-                                      f"device.{prefix}_sigma": sigma_syn})
+    hw = None if hardware_spec is None else with_sigma_syn(resolve(hardware_spec, overrides), sigma_syn, syn_mode)
     weights = DEFAULT_WEIGHTS if weights is None else weights
     network = _load_weights(weights)
     dataset = dataset or network.dataset
     images, labels = data.load(dataset, "test", limit=limit)
-    chip_seeds = [int(derive_key(seed, index)) & 0x7FFFFFFFFFFFFFFF for index in range(n_seeds)]
+    chip_seeds = [chip_seed(seed, index) for index in range(n_seeds)]
     accuracies, energies, infer_seconds, program_seconds = [], [], 0.0, 0.0
     started = time.perf_counter()
     with _progress_bar(len(images) * n_seeds, "run") as bar:
-        for chip_seed in chip_seeds:
-            forward = None
-            if hw is not None:
-                t0 = time.perf_counter()
-                chip = program(network, hw, chip_seed, images[:hw.calibration_images])
-                program_seconds += time.perf_counter() - t0
-                forward = chip.forward
-            result = evaluate(network, images, labels, sigma_te=sigma_te, seed=chip_seed, forward=forward,
-                              batch_size=batch_size, progress=bar.update)
+        for one_seed in chip_seeds:
+            result = run_chip(network, hw, images, labels, one_seed, sigma_te=sigma_te, batch_size=batch_size,
+                              progress=bar.update)
             accuracies.append(result.accuracy)
-            if hw is not None:
-                energies.append(energy_report(chip, len(images)))
             infer_seconds += result.seconds
+            program_seconds += result.program_seconds
+            if result.energy is not None:
+                energies.append(result.energy)
     summary = summarize(accuracies)
     n_images = len(images)
     report = {
@@ -237,6 +224,30 @@ def energy_cmd(weights, hardware_spec, overrides, n_images, seed, as_json):
     rows.append(("all", report["total_j"], report["parts_j"]))
     for name, total, parts in rows:
         click.echo("  " + f"{name:>11}{total * 1e9:>11.4g}" + "".join(f"{parts[p] * 1e9:>11.4g}" for p in PARTS))
+
+
+@main.command("sweep")
+@click.argument("spec_path", metavar="SPEC.toml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Results CSV (rows are appended as tasks finish).")
+@click.option("--resume", is_flag=True, help="Continue an existing results file, skipping finished tasks.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Local worker processes (default: the number of cores).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run the tasks on this Dask distributed scheduler instead (the dist extra).")
+def sweep_cmd(spec_path, output, resume, workers, scheduler):
+    """Run a Monte Carlo sweep over weights, hardware keys, sigma_syn and sigma_te."""
+    from .sweep import load_spec, run_sweep
+
+    spec = load_spec(spec_path)
+    with _progress_bar(1, f"sweep {spec.name}") as bar:
+        def progress(done, total):
+            bar.length = total
+            if done:
+                bar.update(1)
+        started = time.perf_counter()
+        n = run_sweep(spec, output, resume=resume, workers=workers, scheduler=scheduler, progress=progress)
+    click.echo(f"{output}: {n} task(s) run in {time.perf_counter() - started:.1f} s")
 
 
 @main.group("data", cls=_Group)
@@ -309,11 +320,13 @@ def data_verify_cmd(dataset):
               help="Random translation of training images by up to this many pixels.")
 @click.option("--train-limit", type=click.IntRange(min=1), default=None, help="Use only the first N training images.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N optimiser steps.")
+@click.option("--holdout", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Keep the last N training images out of training (for validation).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Weights file (.h5) to write.")
 def train_cmd(arch, dataset, timesteps, hidden, sigma_neu, epochs, batch_size, lr, augment_shift,
-              train_limit, max_steps, seed, output):
+              train_limit, max_steps, holdout, seed, output):
     """Train one of the paper's networks with PyTorch and write it as an xbar weights file."""
     from . import io
     from .train import TrainConfig, train
@@ -321,7 +334,7 @@ def train_cmd(arch, dataset, timesteps, hidden, sigma_neu, epochs, batch_size, l
     config = TrainConfig(arch=arch, dataset=dataset, hidden=hidden, timesteps=timesteps,
                          sigma_neu=sigma_neu, epochs=epochs, batch_size=batch_size, lr=lr,
                          augment_shift_px=augment_shift, seed=seed, train_limit=train_limit,
-                         max_steps=max_steps)
+                         max_steps=max_steps, holdout=holdout)
     with _progress_bar(1, f"train {arch} {dataset}") as bar:
         def progress(step, total, loss):
             bar.length = total

@@ -48,6 +48,8 @@ class TrainConfig:
     """Use only the first N training images (for quick tests)."""
     max_steps: int | None = None
     """Stop after this many optimiser steps (for quick tests)."""
+    holdout: int = 0
+    """Keep the last N training images out of training (a validation set for choosing hyper-parameters)."""
 
 
 def _require_torch():
@@ -169,6 +171,10 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     network = build(config.arch, config.dataset, hidden=config.hidden,
                     timesteps=config.timesteps, seed=config.seed)
     train_x, train_y = data.load(config.dataset, "train", limit=config.train_limit)
+    if config.holdout:
+        if config.holdout >= len(train_x):
+            raise XbarError(f"holdout {config.holdout} leaves no training images of {len(train_x)}")
+        train_x, train_y = train_x[:-config.holdout], train_y[:-config.holdout]
     test_x, test_y = data.load(config.dataset, "test")
 
     torch.manual_seed(config.seed)

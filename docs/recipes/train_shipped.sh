@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Retrain the shipped standard (sigma_neu = 0) weights in data/weights/ with `xbar train`.
 # Usage, from the repository root, with the train extra installed and the training sets fetched:
-#   bash docs/train_shipped.sh            (all six, about 25 min on 2 cores)
-#   bash docs/train_shipped.sh cnn-mnist  (one of them)
+#   bash docs/recipes/train_shipped.sh            (all six, about 25 min on 2 cores)
+#   bash docs/recipes/train_shipped.sh cnn-mnist  (one of them)
 # See docs/training.md for the recipe and the accuracies it reached.
 set -euo pipefail
 out=${OUT:-data/weights}

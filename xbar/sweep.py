@@ -1,0 +1,318 @@
+"""Monte Carlo sweeps: a TOML spec -> tasks -> an executor -> a results CSV, resumable row by row.
+
+A spec (``xbar sweep SPEC.toml -o results.csv``)::
+
+    weights = ["data/weights/cnn-mnist.h5", "data/weights/rnn-mnist-t7.h5"]
+    hardware = "paper"          # a preset or a hardware TOML file
+    seeds = 10                  # chip instances per grid point
+    seed = 0                    # chip instance k has seed hash(seed, k), as in `xbar run`
+    limit = 1000                # test images per task (default: all)
+    [set]                       # fixed hardware overrides
+    "adc.bits" = 8
+    [grid]                      # swept: any hardware key, sigma_syn, sigma_te, syn_mode
+    sigma_syn = [0.0, 0.05, 0.1]
+    sigma_te = [0.0, 0.025]
+
+Every task (weights x grid point x chip instance) is a pure function of its
+fields, so local processes and a Dask cluster give identical rows. Rows are
+written one line per ``write`` and flushed as tasks finish; ``resume`` skips the
+tasks already in the file and drops a line cut short by a kill, so a sweep
+killed at any moment and resumed loses and doubles nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io as _io
+import itertools
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .errors import ConfigError, XbarError
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+PAPER_KNOBS = ("sigma_syn", "sigma_te", "syn_mode")
+SPEC_KEYS = {"name", "weights", "hardware", "seeds", "seed", "limit", "dataset", "set", "grid", "batch_size"}
+RESULT_COLUMNS = ("chip", "seed", "accuracy", "n_images", "energy_per_inference_j", "seconds")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One chip instance of one network at one grid point."""
+
+    weights: str
+    hardware: str
+    overrides: tuple[tuple[str, Any], ...]
+    params: tuple[tuple[str, Any], ...]
+    """Swept parameters in grid order: (name, value)."""
+    chip: int
+    seed: int
+    limit: int | None
+    dataset: str | None
+    batch_size: int = 1000
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """Identity of the task's row in the results file (strings, as the CSV holds them)."""
+        return (self.weights, *(_fmt(v) for _, v in self.params), str(self.chip))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A parsed, validated sweep spec."""
+
+    weights: tuple[str, ...]
+    hardware: str
+    overrides: tuple[tuple[str, Any], ...]
+    grid: tuple[tuple[str, tuple], ...]
+    seeds: int
+    seed: int
+    limit: int | None
+    dataset: str | None
+    batch_size: int = 1000
+    name: str = "sweep"
+
+    @property
+    def columns(self) -> list[str]:
+        """CSV columns: weights, arch, dataset, the swept parameters, then the results."""
+        return ["weights", "arch", "dataset", *(name for name, _ in self.grid), *RESULT_COLUMNS]
+
+    def tasks(self) -> Iterator[Task]:
+        """Every task, weights-major, then grid points in order, then chip instances."""
+        names = [name for name, _ in self.grid]
+        for weights in self.weights:
+            for point in itertools.product(*(values for _, values in self.grid)):
+                for chip in range(self.seeds):
+                    yield Task(weights, self.hardware, self.overrides, tuple(zip(names, point)), chip, self.seed,
+                               self.limit, self.dataset, self.batch_size)
+
+
+def _fmt(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _resolve_path(text: str, base: Path) -> str:
+    path = Path(text)
+    if not path.is_absolute() and not path.exists() and (base / path).exists():
+        path = base / path
+    return str(path)
+
+
+def load_spec(path: str | os.PathLike) -> Spec:
+    """Read and validate a sweep spec; every problem is a :class:`ConfigError` before any task runs."""
+    from . import io
+    from .config import preset, resolve
+
+    path = Path(path)
+    try:
+        table = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    unknown = set(table) - SPEC_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(SPEC_KEYS))})")
+    weights = table.get("weights")
+    if isinstance(weights, str):
+        weights = [weights]
+    if not weights or not all(isinstance(w, str) for w in weights):
+        raise ConfigError(f"{path}: 'weights' must be a non-empty list of weights files")
+    weights = [_resolve_path(w, path.parent) for w in weights]
+    for w in weights:
+        io.load(w)  # missing or malformed files fail here, before any task starts
+    hardware = table.get("hardware", "ideal")
+    if not isinstance(hardware, str):
+        raise ConfigError(f"{path}: 'hardware' must be a preset name or a TOML file")
+    if hardware.endswith(".toml"):
+        hardware = _resolve_path(hardware, path.parent)
+    else:
+        preset(hardware)
+    overrides = table.get("set", {})
+    grid = table.get("grid", {})
+    if not isinstance(overrides, dict) or not isinstance(grid, dict):
+        raise ConfigError(f"{path}: [set] and [grid] must be tables")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{path}: grid '{key}' must be a non-empty list of values")
+    seeds, seed = table.get("seeds", 1), table.get("seed", 0)
+    for key, value, low in (("seeds", seeds, 1), ("seed", seed, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ConfigError(f"{path}: '{key}' must be an integer >= {low}, got {value!r}")
+    limit = table.get("limit")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"{path}: 'limit' must be a positive integer")
+    dataset = table.get("dataset")
+    spec = Spec(tuple(weights), hardware, tuple(overrides.items()),
+                tuple((k, tuple(v)) for k, v in grid.items()), seeds, seed, limit, dataset,
+                int(table.get("batch_size", 1000)), str(table.get("name", path.stem)))
+    # Every grid point must give a valid chip: check them all now.
+    base = resolve(spec.hardware, ())
+    for point in itertools.product(*(values for _, values in spec.grid)):
+        try:
+            task_hardware(base, spec.overrides, tuple(zip((k for k, _ in spec.grid), point)))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    if dataset is not None:
+        from .data import dataset_spec
+        dataset_spec(dataset)
+    return spec
+
+
+def task_hardware(base, overrides, params):
+    """The chip of a task: ``base`` with the fixed overrides, then the swept keys, then the paper's knobs."""
+    from .config import apply_overrides
+    from .simulate import SYN_MODES, with_sigma_syn
+
+    values = dict(params)
+    knobs = {k: values.pop(k) for k in PAPER_KNOBS if k in values}
+    hw = apply_overrides(apply_overrides(base, dict(overrides)), values)
+    syn_mode = knobs.get("syn_mode", "static")
+    if syn_mode not in SYN_MODES:
+        raise ConfigError(f"syn_mode must be one of {', '.join(SYN_MODES)}, got {syn_mode!r}")
+    for name in ("sigma_syn", "sigma_te"):
+        value = knobs.get(name, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+    return with_sigma_syn(hw, knobs.get("sigma_syn"), syn_mode), float(knobs.get("sigma_te", 0.0))
+
+
+@functools.lru_cache(maxsize=8)
+def _network(path: str, mtime: float):
+    from . import io
+
+    return io.load(path)
+
+
+@functools.lru_cache(maxsize=4)
+def _test_set(name: str, limit: int | None):
+    from . import data
+
+    return data.load(name, "test", limit=limit)
+
+
+def run_task(task: Task) -> dict:
+    """Run one task and return its row (pure: the same task gives the same row anywhere)."""
+    from .config import resolve
+    from .simulate import chip_seed, run_chip
+
+    network = _network(task.weights, os.path.getmtime(task.weights))
+    images, labels = _test_set(task.dataset or network.dataset, task.limit)
+    hw, sigma_te = task_hardware(resolve(task.hardware, ()), task.overrides, task.params)
+    seed = chip_seed(task.seed, task.chip)
+    started = time.perf_counter()
+    result = run_chip(network, hw, images, labels, seed, sigma_te=sigma_te, batch_size=task.batch_size)
+    return {
+        "weights": task.weights, "arch": network.arch, "dataset": task.dataset or network.dataset,
+        **dict(task.params), "chip": task.chip, "seed": seed, "accuracy": result.accuracy,
+        "n_images": result.n_images, "energy_per_inference_j": result.energy["total_j"],
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+class ResultsFile:
+    """The results CSV: header once, then one complete line per ``write`` call, flushed."""
+
+    def __init__(self, path: str | os.PathLike, columns: list[str], resume: bool):
+        self.path, self.columns = Path(path), columns
+        self.done: set[tuple[str, ...]] = set()
+        exists = self.path.exists() and self.path.stat().st_size > 0
+        if exists and not resume:
+            raise XbarError(f"{self.path} exists: pass --resume to continue it, or choose another file")
+        if exists:
+            self._read_existing()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(self._line(columns))
+
+    def _read_existing(self) -> None:
+        raw = self.path.read_bytes()
+        if not raw.endswith(b"\n"):
+            # A line cut short by a kill: drop it (its task will run again).
+            cut = raw.rfind(b"\n") + 1
+            with open(self.path, "r+b") as fh:
+                fh.truncate(cut)
+            raw = raw[:cut]
+        reader = csv.reader(_io.StringIO(raw.decode()))
+        header = next(reader, None)
+        if header != self.columns:
+            raise XbarError(f"{self.path}: its columns {header} are not this spec's {self.columns}")
+        n_params = len(self.columns) - 3 - len(RESULT_COLUMNS)
+        for row in reader:
+            self.done.add((row[0], *row[3:3 + n_params], row[3 + n_params]))
+
+    def _line(self, values) -> str:
+        buffer = _io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(values)
+        return buffer.getvalue()
+
+    def write(self, row: dict) -> None:
+        """Append one row with a single write on an O_APPEND descriptor, then fsync."""
+        data = self._line([_fmt(row[c]) for c in self.columns]).encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _init_worker() -> None:
+    """Run in each local worker before numpy loads: one thread each, the workers are the parallelism."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[name] = "1"
+
+
+def run_sweep(spec: Spec, output: str | os.PathLike, *, resume: bool = False, workers: int | None = None,
+              scheduler: str | None = None, progress: Callable[[int, int], None] | None = None) -> int:
+    """Run every task of ``spec`` not yet in ``output``; return the number of tasks run now.
+
+    ``progress(done, total)`` is called after each finished task.
+    """
+    results = ResultsFile(output, spec.columns, resume)
+    pending = [task for task in spec.tasks() if task.key not in results.done]
+    total = len(pending)
+    if progress is not None:
+        progress(0, total)
+    if not pending:
+        return 0
+    if scheduler is not None:
+        _run_dask(pending, scheduler, results, progress)
+    else:
+        import multiprocessing
+
+        workers = workers or os.cpu_count() or 1
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
+            futures = [pool.submit(run_task, task) for task in pending]
+            for done, future in enumerate(as_completed(futures), start=1):
+                results.write(future.result())
+                if progress is not None:
+                    progress(done, total)
+    return total
+
+
+def _run_dask(pending: list[Task], scheduler: str, results: ResultsFile, progress) -> None:
+    try:
+        from dask.distributed import Client, as_completed as dask_completed
+    except ImportError:
+        raise XbarError("--scheduler needs Dask: pip install -e '.[dist]'") from None
+    try:
+        client = Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise XbarError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
+    with client:
+        futures = [client.submit(run_task, task, pure=False) for task in pending]
+        for done, future in enumerate(dask_completed(futures), start=1):
+            results.write(future.result())
+            if progress is not None:
+                progress(done, len(pending))
