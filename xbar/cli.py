@@ -250,6 +250,44 @@ def sweep_cmd(spec_path, output, resume, workers, scheduler):
     click.echo(f"{output}: {n} task(s) run in {time.perf_counter() - started:.1f} s")
 
 
+@main.command("plot")
+@click.argument("results", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG file.")
+@click.option("--x", "x_param", default=None, help="Swept parameter on the x axis (default: sigma_syn or the first).")
+def plot_cmd(results, output, x_param):
+    """Plot a sweep's accuracy (mean and 95% confidence band over chip instances)."""
+    from .plot import plot_sweep, read_rows
+
+    plot_sweep(read_rows(results), output, x=x_param)
+    click.echo(f"{output}")
+
+
+@main.command("reproduce")
+@click.argument("target", type=click.Choice(["table2", "fig3", "fig4", "table3", "all"]))
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("reproduction"), show_default=True, help="Folder for the CSV, PNG and markdown files.")
+@click.option("--seeds", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Chip instances per point.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes.")
+@click.option("--scheduler", default=None, metavar="ADDRESS", help="Run on a Dask distributed scheduler.")
+@click.option("--resume", is_flag=True, help="Continue the CSVs already in the folder.")
+def reproduce_cmd(target, out_dir, seeds, workers, scheduler, resume):
+    """Reproduce the paper's Table II, Fig. 3, Fig. 4 and Table III from the shipped weights."""
+    from .reproduce import reproduce
+
+    started = time.perf_counter()
+    with _progress_bar(1, f"reproduce {target}") as bar:
+        def progress(name, done, total):
+            bar.length, bar.label = total, f"reproduce {name}"
+            if done:
+                bar.update(1)
+        files = reproduce(target, out_dir, seeds=seeds, workers=workers, scheduler=scheduler, resume=resume,
+                          progress=progress)
+    for path in files:
+        click.echo(str(path))
+    click.echo(f"reproduce {target}: {time.perf_counter() - started:.1f} s")
+
+
 @main.group("data", cls=_Group)
 def data_cmd():
     """Datasets: fetch the training sets, show where they are, verify checksums."""
