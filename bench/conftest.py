@@ -66,7 +66,8 @@ def pytest_sessionfinish(session, exitstatus):
                 continue
             ratio = f"{r['ips'] / ref['ips']:.3f}" if ref else "-"
             draws = f"{r['draws'] / r['seconds']:.3g}" if r.get("draws") else "-"
-            lines.append(f"| {arch} | {case} | {r['images']} | {r['seconds']:.3f} | {r['ips']:,.0f} | {ratio} | {draws} |")
+            lines.append(f"| {arch} | {case} | {r['images']} | {r['seconds']:.3f} | {r['ips']:,.0f} | {ratio} "
+                         f"| {draws} |")
     compile_s = RESULTS.get(("all", "compile"))
     if compile_s:
         lines += ["", f"Numba compile time of all kernels (cold cache, separate process): {compile_s['seconds']:.1f} s"]

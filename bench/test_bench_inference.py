@@ -8,7 +8,6 @@ import sys
 import time
 
 import numba
-import numpy as np
 import pytest
 
 from xbar import data, io

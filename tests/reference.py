@@ -19,7 +19,7 @@ def ref_activation(x, activation):
 
 def ref_dense(x, kernel, bias, activation):
     """y_j = f(sum_i x_i W_ij + b_j), one output at a time."""
-    batch, (n_in, n_out) = x.shape[0], kernel.shape
+    batch, n_out = x.shape[0], kernel.shape[1]
     y = np.zeros((batch, n_out))
     for b in range(batch):
         for j in range(n_out):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xbar import data
-from xbar.config import (ADC, DAC, BiasMode, Device, Energy, Hardware, Mapping, MappingScheme, Subtract, Tile,
+from xbar.config import (ADC, DAC, Energy, Hardware, Mapping, Subtract, Tile,
                          resolve)
 from xbar.crossbar import program
 from xbar.energy import PARTS, count_operations, energy_report, table3

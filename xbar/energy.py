@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .config import Hardware
 from .crossbar import ProgrammedNetwork
-from .nets.layers import Conv2D, Dense, Mosaic
+from .nets.layers import Mosaic
 
 PARTS = ("array", "dac", "adc", "neurons", "digital")
 """array: fixed cost per read plus the cells' read energy; dac: driven rows; adc: conversions;

@@ -47,7 +47,8 @@ class Evaluation:
 
 def evaluate(network: Network, images: np.ndarray, labels: np.ndarray, *,
              sigma_te: float = 0.0, seed: int = 0,
-             forward: Callable[[np.ndarray, int], np.ndarray] | None = None, batch_size: int = 1000, progress: Callable[[int], None] | None = None) -> Evaluation:
+             forward: Callable[[np.ndarray, int], np.ndarray] | None = None, batch_size: int = 1000,
+             progress: Callable[[int], None] | None = None) -> Evaluation:
     """Classify ``images`` and compare with ``labels``.
 
     Parameters

@@ -29,7 +29,7 @@ import itertools
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -121,7 +121,8 @@ def load_spec(path: str | os.PathLike) -> Spec:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     unknown = set(table) - SPEC_KEYS
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(SPEC_KEYS))})")
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} "
+                          f"(known: {', '.join(sorted(SPEC_KEYS))})")
     weights = table.get("weights")
     if isinstance(weights, str):
         weights = [weights]
