@@ -3,10 +3,10 @@
 # Usage, from the repository root, with the train extra installed and the training sets fetched:
 #   bash docs/recipes/train_reg.sh                 (all eighteen; about 75 CPU-minutes on 2 cores)
 #   bash docs/recipes/train_reg.sh cnn-mnist-reg   (some of them)
-# sigma_neu = 0.1 was chosen by docs/recipes/sigma_neu_sweep.py (docs/training.md).
+# sigma_neu = 0.05 was chosen by docs/recipes/sigma_neu_sweep.py (docs/training.md).
 set -euo pipefail
 out=${OUT:-data/weights}
-reg=${SIGMA_NEU:-0.1}
+reg=${SIGMA_NEU:-0.05}
 declare -A recipe=(
   [mlp-mnist-reg]="--arch mlp --dataset mnist --epochs 20 --sigma-neu $reg"
   [mlp-fashion-mnist-reg]="--arch mlp --dataset fashion-mnist --epochs 20 --sigma-neu $reg"
