@@ -429,16 +429,21 @@ def _flatten(table: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def load_toml(path: str | Path) -> Hardware:
-    """Read a hardware TOML file: optional ``preset = "name"`` to start from, then sections
-    ``[device]``, ``[mapping]``, ``[dac]``, ``[adc]``, ``[tile]`` overriding its fields."""
-    path = Path(path)
+def read_toml(path: str | Path) -> dict:
+    """The table of a TOML file, or a one-line :class:`ConfigError` naming the file and the problem."""
     try:
-        table = tomllib.loads(path.read_text())
+        return tomllib.loads(Path(path).read_text())
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def load_toml(path: str | Path) -> Hardware:
+    """Read a hardware TOML file: optional ``preset = "name"`` to start from, then sections
+    ``[device]``, ``[mapping]``, ``[dac]``, ``[adc]``, ``[tile]``, ``[energy]`` overriding its fields."""
+    path = Path(path)
+    table = read_toml(path)
     base = preset(table.pop("preset", "ideal"))
     try:
         hw = apply_overrides(base, _flatten(table))

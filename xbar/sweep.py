@@ -35,11 +35,6 @@ from typing import Any, Callable, Iterator
 
 from .errors import ConfigError, XbarError
 
-try:
-    import tomllib
-except ImportError:  # Python 3.10
-    import tomli as tomllib
-
 PAPER_KNOBS = ("sigma_syn", "sigma_te", "syn_mode")
 SPEC_KEYS = {"name", "weights", "hardware", "seeds", "seed", "limit", "dataset", "set", "grid", "batch_size"}
 RESULT_COLUMNS = ("chip", "seed", "accuracy", "n_images", "energy_per_inference_j", "seconds")
@@ -110,15 +105,10 @@ def _resolve_path(text: str, base: Path) -> str:
 def load_spec(path: str | os.PathLike) -> Spec:
     """Read and validate a sweep spec; every problem is a :class:`ConfigError` before any task runs."""
     from . import io
-    from .config import preset, resolve
+    from .config import preset, read_toml, resolve
 
     path = Path(path)
-    try:
-        table = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    table = read_toml(path)
     unknown = set(table) - SPEC_KEYS
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} "
