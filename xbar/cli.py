@@ -18,6 +18,10 @@ from . import __version__, data
 from .errors import XbarError
 
 
+# click >= 8.2 signals "no subcommand given" with this UsageError; older releases print help themselves.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def _fail(message: str) -> None:
     click.echo(f"xbar: error: {message}", err=True)
     sys.exit(2)
@@ -33,7 +37,11 @@ class _Group(click.Group):
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.Abort:
-            _fail("aborted")
+            click.echo("xbar: aborted", err=True)
+            sys.exit(130)
+        except _NO_ARGS_IS_HELP as exc:
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
         except click.UsageError as exc:
             ctx = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
             _fail(f"{ctx}{exc.format_message()}")
@@ -272,7 +280,7 @@ def plot_cmd(results, output, x_param):
 @click.option("--scheduler", default=None, metavar="ADDRESS", help="Run on a Dask distributed scheduler.")
 @click.option("--resume", is_flag=True, help="Continue the CSVs already in the folder.")
 def reproduce_cmd(target, out_dir, seeds, workers, scheduler, resume):
-    """Reproduce the paper's Table II, Fig. 3, Fig. 4 and Table III from the shipped weights."""
+    """Reproduce the paper's Table II, Figures 3 and 4 and Table III from the shipped weights."""
     from .reproduce import reproduce
 
     started = time.perf_counter()
