@@ -173,7 +173,8 @@ class AnalogMatrix:
                                       device.g_min_us, device.g_max_us, device.v_read_v, out)
                 sig.append(out.reshape(g.shape) if self.read_noise else None)
             self.read_sigmas.append(sig)
-        # Operands per slice: (sign, conductance, variance, devices) of each ADC input. The variance
+        # Operands per slice: (sign, V_read x conductance (uA at full input), variance, devices) of each
+        # ADC input; V_read is folded in so that a product gives currents with no extra pass. The variance
         # is per device (uS^2), or one number when every device has the same sigma (the additive
         # model): then a column's variance is that number times sum_i x_i^2, with no extra product.
         uniform = device.read_model == ErrorModel.ADDITIVE
@@ -185,14 +186,15 @@ class AnalogMatrix:
             return len(sigmas) * sigma_add ** 2 if uniform else sum(np.square(s) for s in sigmas)
 
         self.operands = []
+        v_read = np.float32(self.v_read)
         for s, row in enumerate(self.conductances):
             sig = self.read_sigmas[s]
             if self.analog_subtract:
-                self.operands.append([(1.0, row[0] - row[1], variance(sig[0], sig[1]),
+                self.operands.append([(1.0, (row[0] - row[1]) * v_read, variance(sig[0], sig[1]),
                                        (row[0], sig[0], row[1], sig[1]))])
             else:
                 signs = (1.0, -1.0) if self.differential else (1.0,)
-                self.operands.append([(sign, row[side], variance(sig[side]), (row[side], sig[side]))
+                self.operands.append([(sign, row[side] * v_read, variance(sig[side]), (row[side], sig[side]))
                                       for side, sign in enumerate(signs)])
 
     # ----------------------------------------------------------------- ranges
@@ -202,13 +204,13 @@ class AnalogMatrix:
         return self.analog_subtract or self.signed_inputs
 
     def _worst_case_current(self, g: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> float:
-        """Largest |I| (uA) a tile can produce for normalized inputs |x| <= 1."""
+        """Largest |I| (uA) a tile can produce for normalized inputs |x| <= 1 (``g`` holds V_read G)."""
         block = g[rows[0]:rows[1], cols[0]:cols[1]].astype(np.float64)
         if self.signed_inputs:
             worst = np.abs(block).sum(axis=0)
         else:
             worst = np.maximum(np.clip(block, 0, None).sum(axis=0), np.clip(-block, 0, None).sum(axis=0))
-        return self.v_read * float(worst.max())
+        return float(worst.max())
 
     def _set_adc_ranges(self, recorded: dict | None) -> None:
         """I_max of every (slice, row tile, operand), spread over its columns: arrays (n_out,), uA."""
@@ -381,7 +383,6 @@ class AnalogMatrix:
                 currents -= other
             return currents
         currents = x_tile @ g[r0:r1]
-        currents *= np.float32(self.v_read)
         if row_ids is not None:
             if isinstance(var, float):
                 variance = np.einsum("ij,ij->i", x_tile, x_tile)[:, None]
