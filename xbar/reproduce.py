@@ -105,16 +105,16 @@ def _table2_markdown(summary: list[dict], seeds: int) -> str:
 def _curves_markdown(title: str, summary: list[dict], columns: list[str], seeds: int) -> str:
     grid = sorted({float(s["sigma_syn"]) for s in summary})
     lines = [f"# {title}", "", f"Mean accuracy (%) over {seeds} chip instances on the `paper` crossbar, "
-             f"{FIGURE_IMAGES} test images each (95% CI half-widths in the CSV's spread); the paper gives "
-             "these only as a figure, see docs/reproduction.md.", "",
-             "| network | " + " | ".join(columns) + " | " + " | ".join(f"sigma_syn={g}" for g in grid) + " |",
-             "| --- | " + " | ".join("---" for _ in columns) + " | " + " | ".join("---" for _ in grid) + " |"]
+             f"{FIGURE_IMAGES} test images each (95% confidence bands in the PNG, every chip in the CSV); "
+             "the paper gives these only as a figure, see docs/reproduction.md.", "",
+             "| " + " | ".join(["network", *columns, *(f"sigma_syn={g}" for g in grid)]) + " |",
+             "| " + " | ".join("---" for _ in range(1 + len(columns) + len(grid))) + " |"]
     series: dict[tuple, dict[float, dict]] = {}
     for s in summary:
         series.setdefault((Path(s["weights"]).stem, *(s[c] for c in columns)), {})[float(s["sigma_syn"])] = s
     for key, points in sorted(series.items()):
-        lines.append(f"| {key[0]} | " + " | ".join(key[1:]) + " | "
-                     + " | ".join(f"{100 * points[g]['mean']:.2f}" if g in points else "-" for g in grid) + " |")
+        cells = [*key, *(f"{100 * points[g]['mean']:.2f}" if g in points else "-" for g in grid)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
