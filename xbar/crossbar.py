@@ -307,9 +307,10 @@ class AnalogMatrix:
         bits = 0 if self._recording is not None else self.hw.adc.bits
         code_min, code_max = self.code_range
         if self._recording is None:
-            for s in range(self.n_slices):
-                for x_k in inputs:
-                    self.cell_x2g_sum += float((np.square(x_k) @ self.row_conductance[s]).sum(dtype=np.float64))
+            # Per row, sum over the batch of x^2 (no batch-sized temporary), then weight by the row's G.
+            for x_k in inputs:
+                row_x2 = np.einsum("bi,bi->i", x_k, x_k)
+                self.cell_x2g_sum += sum(float(row_x2 @ rc) for rc in self.row_conductance)
         for s, operands in enumerate(self.operands):
             for t, (r0, r1) in enumerate(self.row_tiles):
                 for k, x_k in enumerate(inputs):
