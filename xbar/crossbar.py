@@ -167,11 +167,13 @@ class AnalogMatrix:
         for row in self.conductances:
             sig = []
             for g in row:
+                if not self.read_noise:
+                    sig.append(None)
+                    continue
                 out = np.empty(g.size, np.float32)
-                if self.read_noise:
-                    devices.sigma_map(g.reshape(-1), _ERROR_MODEL_CODES[device.read_model], device.read_sigma,
-                                      device.g_min_us, device.g_max_us, device.v_read_v, out)
-                sig.append(out.reshape(g.shape) if self.read_noise else None)
+                devices.sigma_map(g.reshape(-1), _ERROR_MODEL_CODES[device.read_model], device.read_sigma,
+                                  device.g_min_us, device.g_max_us, device.v_read_v, out)
+                sig.append(out.reshape(g.shape))
             self.read_sigmas.append(sig)
         # Operands per slice: (sign, V_read x conductance (uA at full input), variance, devices) of each
         # ADC input; V_read is folded in so that a product gives currents with no extra pass. The variance

@@ -13,10 +13,12 @@ depends on the network and the hardware alone. Constants: docs/energy.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
-from .config import Hardware
-from .crossbar import ProgrammedNetwork
+from . import data, io
+from .config import PRESETS, BiasMode, Hardware, Tile
+from .crossbar import ProgrammedNetwork, program
 from .nets.layers import Mosaic
 
 PARTS = ("array", "dac", "adc", "neurons", "digital")
@@ -119,10 +121,6 @@ PAPER_TABLE3 = {
 
 def paper_layout(hw: Hardware) -> Hardware:
     """``hw`` with the paper's layouts: every layer one array (2048 x 2048 tiles), the bias as a row."""
-    from dataclasses import replace
-
-    from .config import BiasMode, Tile
-
     return replace(hw, tile=Tile(2048, 2048), mapping=replace(hw.mapping, bias=BiasMode.ROW))
 
 
@@ -133,12 +131,6 @@ def table3(weights_dir, n_images: int = 200) -> list[dict]:
     neurons) and neuron energies and the paper's total and neurons (J), and the
     relative difference of the totals.
     """
-    from pathlib import Path
-
-    from . import data, io
-    from .config import PRESETS
-    from .crossbar import program
-
     images, _ = data.load("mnist", "test", limit=n_images)
     names = {"mlp": "mlp-mnist.h5", "rnn": "rnn-mnist-t7.h5", "cnn": "cnn-mnist.h5"}
     rows = []

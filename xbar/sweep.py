@@ -41,27 +41,6 @@ RESULT_COLUMNS = ("chip", "seed", "accuracy", "n_images", "energy_per_inference_
 
 
 @dataclass(frozen=True)
-class Task:
-    """One chip instance of one network at one grid point."""
-
-    weights: str
-    hardware: str
-    overrides: tuple[tuple[str, Any], ...]
-    params: tuple[tuple[str, Any], ...]
-    """Swept parameters in grid order: (name, value)."""
-    chip: int
-    seed: int
-    limit: int | None
-    dataset: str | None
-    batch_size: int = 1000
-
-    @property
-    def key(self) -> tuple[str, ...]:
-        """Identity of the task's row in the results file (strings, as the CSV holds them)."""
-        return (self.weights, *(_fmt(v) for _, v in self.params), str(self.chip))
-
-
-@dataclass(frozen=True)
 class Spec:
     """A parsed, validated sweep spec."""
 
@@ -87,8 +66,23 @@ class Spec:
         for weights in self.weights:
             for point in itertools.product(*(values for _, values in self.grid)):
                 for chip in range(self.seeds):
-                    yield Task(weights, self.hardware, self.overrides, tuple(zip(names, point)), chip, self.seed,
-                               self.limit, self.dataset, self.batch_size)
+                    yield Task(self, weights, tuple(zip(names, point)), chip)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One chip instance of one network at one grid point of a :class:`Spec`."""
+
+    spec: Spec
+    weights: str
+    params: tuple[tuple[str, Any], ...]
+    """Swept parameters in grid order: (name, value)."""
+    chip: int
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """Identity of the task's row in the results file (strings, as the CSV holds them)."""
+        return (self.weights, *(_fmt(v) for _, v in self.params), str(self.chip))
 
 
 def _fmt(value: Any) -> str:
@@ -196,14 +190,16 @@ def run_task(task: Task) -> dict:
     from .config import resolve
     from .simulate import chip_seed, run_chip
 
+    spec = task.spec
     network = _network(task.weights, os.path.getmtime(task.weights))
-    images, labels = _test_set(task.dataset or network.dataset, task.limit)
-    hw, sigma_te = task_hardware(resolve(task.hardware, ()), task.overrides, task.params)
-    seed = chip_seed(task.seed, task.chip)
+    dataset = spec.dataset or network.dataset
+    images, labels = _test_set(dataset, spec.limit)
+    hw, sigma_te = task_hardware(resolve(spec.hardware, ()), spec.overrides, task.params)
+    seed = chip_seed(spec.seed, task.chip)
     started = time.perf_counter()
-    result = run_chip(network, hw, images, labels, seed, sigma_te=sigma_te, batch_size=task.batch_size)
+    result = run_chip(network, hw, images, labels, seed, sigma_te=sigma_te, batch_size=spec.batch_size)
     return {
-        "weights": task.weights, "arch": network.arch, "dataset": task.dataset or network.dataset,
+        "weights": task.weights, "arch": network.arch, "dataset": dataset,
         **dict(task.params), "chip": task.chip, "seed": seed, "accuracy": result.accuracy,
         "n_images": result.n_images, "energy_per_inference_j": result.energy["total_j"],
         "seconds": round(time.perf_counter() - started, 3),
