@@ -41,6 +41,35 @@ def test_ideal_mapping_schemes_equal_float(scheme, bias, rng):
     np.testing.assert_allclose(_matrix(kernel, b, hw, x_max=1.0)(x), x @ kernel + b, rtol=1e-4, atol=1e-4)
 
 
+LINEAR_CASES = {
+    "differential-bias-row": dict(mapping=Mapping(bias=BiasMode.ROW)),
+    "differential-digital-subtract": dict(mapping=Mapping(subtract=Subtract.DIGITAL)),
+    "offset-bias-row": dict(mapping=Mapping(scheme=MappingScheme.OFFSET, bias=BiasMode.ROW)),
+    "offset-digital-bias": dict(mapping=Mapping(scheme=MappingScheme.OFFSET)),
+    "levels-slices-stuck": dict(device=Device(g_min_us=2.0, g_max_us=50.0, levels=3, stuck_on=0.05, stuck_off=0.05),
+                                mapping=Mapping(weight_slices=2, bias=BiasMode.ROW)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LINEAR_CASES))
+def test_linear_fold_equals_the_tile_by_tile_path(name, rng):
+    """Ideal converters and no read noise: the folded product equals the chip read tile by tile."""
+    base = Hardware(tile=Tile(13, 4), **LINEAR_CASES[name])
+    hw = replace(base, device=replace(base.device, prog_sigma=0.1))
+    kernel = rng.standard_normal((30, 7)).astype(np.float32)
+    bias = rng.standard_normal(7).astype(np.float32)
+    x = (rng.random((5, 30), dtype=np.float32) * 1.3 - 0.4).astype(np.float32)
+    folded = _matrix(kernel, bias, hw, x_max=1.1, signed=True, seed=3)
+    tiled = _matrix(kernel, bias, hw, x_max=1.1, signed=True, seed=3)
+    assert folded.linear is not None
+    tiled.linear = None
+    got, expected = folded(x), tiled(x)
+    assert not np.allclose(got, x @ kernel + bias, rtol=1e-3, atol=1e-3)  # the errors are there
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * float(np.abs(expected).max()))
+    assert folded.vectors_read == tiled.vectors_read == len(x)
+    assert folded.cell_x2g_sum == pytest.approx(tiled.cell_x2g_sum, rel=1e-5)
+
+
 # ------------------------------------------------------------------ exact chains against loops
 CHAINS = {
     "differential-analog-8bit": dict(dac=DAC(bits=8), adc=ADC(bits=8)),

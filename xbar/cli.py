@@ -139,7 +139,9 @@ def info_cmd(weights, as_json):
               help="Number of independent chip instances.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed from which every chip instance's seed is derived.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images per forward pass (default: what keeps the largest layer operand near 8 MB, at most "
+                   "1000); results do not depend on it.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def run_cmd(weights, hardware_spec, overrides, sigma_syn, syn_mode, dataset, limit, sigma_te, n_seeds,
             seed, batch_size, as_json):

@@ -31,6 +31,8 @@ from .nets.network import Network
 # Purpose tags of the random streams (DESIGN.md section 2: keys are (seed, purpose, layer, ...)).
 PURPOSE_PROGRAM, PURPOSE_STUCK, PURPOSE_DRIFT, PURPOSE_READ = 11, 12, 13, 14
 _ERROR_MODEL_CODES = {model: code for code, model in enumerate(ErrorModel)}
+_CURRENTS_BUDGET = 1 << 22
+"""Float32 currents held at once per call (16 MB): the batch is split into row chunks beyond it."""
 _READ_ID_BITS = 24
 """row id = image index << 24 | read index: up to 16 M array reads per image and layer."""
 
@@ -95,6 +97,33 @@ class AnalogMatrix:
         self._batch = 1
         self._recording: dict | None = None
         self._set_adc_ranges(None)
+        self.linear = self._fold_linear()
+
+    def _fold_linear(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """With ideal converters and no read noise the chip is linear in x: its (W_eff, b_eff), else None.
+
+        Every stage of :meth:`__call__` is then linear (the DAC scales by
+        1 / x_max, the ADC by its step, tiles and slices are summed, the offset
+        reference is a multiple of sum_i x_i), so one product with the
+        programmed chip's effective weights gives the same outputs to float32
+        rounding at the cost of the ideal layer. The programmed conductances,
+        errors included, are all it is made of.
+        """
+        if self.hw.dac.bits or self.hw.adc.bits or self.read_noise:
+            return None
+        scale = self.w_scale / (self.v_read * self.g_range) * (1.0 if self.differential else 2.0)
+        weights = np.zeros((self.n_rows, self.n_out), np.float64)
+        for factor, operands in zip(self.slice_factors, self.operands):
+            for sign, g, _, _ in operands:
+                weights += (sign * factor * scale) * g.astype(np.float64)
+        if not self.differential:
+            weights -= (self.hw.device.g_min_us / self.g_range * sum(self.slice_factors) + 0.5) * 2.0 * self.w_scale
+        bias = None if self.digital_bias is None else self.digital_bias.astype(np.float64)
+        if self.bias_row:
+            # The bias row is driven at x_max.
+            bias, weights = weights[-1] * self.x_scale, weights[:-1]
+        return (np.ascontiguousarray(weights, np.float32),
+                None if bias is None else bias.astype(np.float32))
 
     # ----------------------------------------------------------------- programming
     def _slice_digits(self, magnitude: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
@@ -217,6 +246,7 @@ class AnalogMatrix:
     def _set_adc_ranges(self, recorded: dict | None) -> None:
         """I_max of every (slice, row tile, operand), spread over its columns: arrays (n_out,), uA."""
         adc = self.hw.adc
+        self._plan_cache = None
         self.adc_steps = {}
         for s, operands in enumerate(self.operands):
             for t, rows in enumerate(self.row_tiles):
@@ -298,34 +328,32 @@ class AnalogMatrix:
         """y = x W + b through the crossbar: (batch, n_in) float32 -> (batch, n_out) float32."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         n = x.shape[0]
+        if self.linear is not None:
+            return self._linear_call(x)
         if self.bias_row:
             x = np.hstack([x, np.full((n, 1), self.x_scale, np.float32)])
         inputs, input_factors = self.dac(x)
-        row_ids = self._row_ids(n) if self.read_noise and self._recording is None else None
+        recording = self._recording is not None
+        noise = self.read_noise and not recording
+        row_ids = self._row_ids(n) if noise else np.zeros(n, np.uint64)
         out = np.zeros((n, self.n_out), np.float32)
-        to_weights = self.w_scale * self.x_scale / (self.v_read * self.g_range)
-        if not self.differential:
-            to_weights *= 2.0
-        bits = 0 if self._recording is not None else self.hw.adc.bits
-        code_min, code_max = self.code_range
-        if self._recording is None:
+        if not recording:
             # Per row, sum over the batch of x^2 (no batch-sized temporary), then weight by the row's G.
             for x_k in inputs:
                 row_x2 = np.einsum("bi,bi->i", x_k, x_k)
                 self.cell_x2g_sum += sum(float(row_x2 @ rc) for rc in self.row_conductance)
-        for s, operands in enumerate(self.operands):
-            for t, (r0, r1) in enumerate(self.row_tiles):
-                for k, x_k in enumerate(inputs):
-                    # A column slice is a valid BLAS operand (leading dimension n_in): no copy.
-                    x_tile = x_k[:, r0:r1] if len(self.row_tiles) > 1 else x_k
-                    scale = self.slice_factors[s] * input_factors[k] * to_weights
-                    for o, (sign, g, var, parts) in enumerate(operands):
-                        currents = self._currents(x_tile, g, var, parts, (r0, r1), row_ids, (s, t, k, o))
-                        if self._recording is not None:
-                            self._recording.setdefault((s, t, o), []).append(currents)
-                        step, inv_step = self.adc_steps[(s, t, o)]
-                        step_scale = (step * np.float32(sign * scale)).astype(np.float32)
-                        convert.adc_accumulate(currents, inv_step, step_scale, code_min, code_max, bits, out)
+        partials, keys, inv_step, step_scale = self._plan(input_factors)
+        # Rows of the batch at a time, so that the currents of all partials stay a few MB.
+        chunk = max(1, _CURRENTS_BUDGET // (len(partials) * self.n_out))
+        for c0 in range(0, n, chunk):
+            c1 = min(n, c0 + chunk)
+            currents, std = self._partial_currents(partials, [x_k[c0:c1] for x_k in inputs],
+                                                   row_ids[c0:c1], keys, noise)
+            if recording:
+                for p, (s, t, _, o) in enumerate(partials):
+                    self._recording.setdefault((s, t, o), []).append(currents[p])
+            convert.read_out(currents, std, keys, row_ids[c0:c1], inv_step, step_scale, *self.code_range,
+                             0 if recording else self.hw.adc.bits, out[c0:c1])
         if not self.differential:
             self._subtract_reference(out, inputs, input_factors)
         if self.digital_bias is not None:
@@ -333,6 +361,23 @@ class AnalogMatrix:
         self._calls += 1
         if self._recording is None:
             self.vectors_read += n
+        return out
+
+    def _linear_call(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`__call__` of a linear chip (see :meth:`_fold_linear`), counters included."""
+        weights, bias = self.linear
+        if self._recording is None:
+            # Inputs x / x_max drive the rows, the bias row at 1.
+            row_x2 = np.einsum("bi,bi->i", x, x) * np.float32(self.x_scale ** -2)
+            for rc in self.row_conductance:
+                self.cell_x2g_sum += float(row_x2 @ rc[:self.n_in])
+                if self.bias_row:
+                    self.cell_x2g_sum += x.shape[0] * float(rc[-1])
+            self.vectors_read += x.shape[0]
+        out = x @ weights
+        if bias is not None:
+            out += bias
+        self._calls += 1
         return out
 
     @property
@@ -368,33 +413,81 @@ class AnalogMatrix:
         per_weight = 2 if self.differential else 1
         return self.n_rows * self.n_out * per_weight * self.n_slices * self.hw.dac.input_slices
 
-    def _currents(self, x_tile, g, var, parts, rows, row_ids, ids):
-        """Column currents (uA) of one row tile for one ADC input, read noise included."""
-        r0, r1 = rows
-        if row_ids is not None and self.device_mode:
-            # Reference path: one draw per device per read, each device of a pair on its own stream.
-            x_tile = np.ascontiguousarray(x_tile)
-            currents = np.empty((x_tile.shape[0], self.n_out), np.float32)
-            g_a, sig_a = parts[0], parts[1]
-            convert.device_noise_product(x_tile, g_a[r0:r1], sig_a[r0:r1], self.v_read,
-                                         derive_key(PURPOSE_READ, self.seed, self.layer, *ids, 0), row_ids, currents)
-            if len(parts) == 4:
-                other = np.empty_like(currents)
-                convert.device_noise_product(x_tile, parts[2][r0:r1], parts[3][r0:r1], self.v_read,
-                                             derive_key(PURPOSE_READ, self.seed, self.layer, *ids, 1), row_ids,
-                                             other)
-                currents -= other
-            return currents
-        currents = x_tile @ g[r0:r1]
-        if row_ids is not None:
-            if isinstance(var, float):
-                variance = np.einsum("ij,ij->i", x_tile, x_tile)[:, None]
+    def _plan(self, input_factors: list[float]):
+        """The partial reads of one call, in accumulation order, and their per-column constants.
+
+        Returns (partials, keys, inv_step, step_scale): partials are (slice,
+        row tile, input slice, ADC input) tuples; keys (P,) the read-noise
+        stream of each; inv_step and step_scale (P, n_out) as
+        :func:`~xbar.kernels.convert.read_out` takes them. Cached until the
+        ADC ranges change.
+        """
+        if self._plan_cache is None:
+            to_weights = self.w_scale * self.x_scale / (self.v_read * self.g_range)
+            if not self.differential:
+                to_weights *= 2.0
+            partials, keys, inv_steps, step_scales = [], [], [], []
+            for s, operands in enumerate(self.operands):
+                for t in range(len(self.row_tiles)):
+                    for k, input_factor in enumerate(input_factors):
+                        scale = self.slice_factors[s] * input_factor * to_weights
+                        for o, (sign, _, _, _) in enumerate(operands):
+                            step, inv_step = self.adc_steps[(s, t, o)]
+                            partials.append((s, t, k, o))
+                            keys.append(derive_key(PURPOSE_READ, self.seed, self.layer, s, t, k, o))
+                            inv_steps.append(inv_step)
+                            step_scales.append((step * np.float32(sign * scale)).astype(np.float32))
+            self._plan_cache = (partials, np.array(keys, np.uint64), np.stack(inv_steps), np.stack(step_scales))
+        return self._plan_cache
+
+    def _partial_currents(self, partials, inputs, row_ids, keys, noise):
+        """Column currents (uA) of every partial read, and the spread of their column-mode read noise.
+
+        Returns currents (P, n, n_out) float32, read noise included in device
+        mode, and std (P, n, w) float32 uA for :func:`~xbar.kernels.convert.read_out`
+        (w = 0 when no column noise is to be drawn).
+        """
+        n = inputs[0].shape[0]
+        currents = np.empty((len(partials), n, self.n_out), np.float32)
+        column_noise = noise and not self.device_mode
+        uniform = column_noise and isinstance(self.operands[0][0][2], float)
+        std = np.empty((len(partials), n, (1 if uniform else self.n_out) if column_noise else 0), np.float32)
+        single_tile = len(self.row_tiles) == 1
+        squares = {}
+        v_read = np.float32(self.v_read)
+        for p, (s, t, k, o) in enumerate(partials):
+            r0, r1 = self.row_tiles[t]
+            # A column slice is a valid BLAS operand (leading dimension n_in): no copy.
+            x_tile = inputs[k] if single_tile else inputs[k][:, r0:r1]
+            _, g, var, parts = self.operands[s][o]
+            if noise and self.device_mode:
+                # Reference path: one draw per device per read, each device of a pair on its own stream.
+                x_tile = np.ascontiguousarray(x_tile)
+                convert.device_noise_product(x_tile, parts[0][r0:r1], parts[1][r0:r1], self.v_read,
+                                             derive_key(PURPOSE_READ, self.seed, self.layer, s, t, k, o, 0),
+                                             row_ids, currents[p])
+                if len(parts) == 4:
+                    other = np.empty((n, self.n_out), np.float32)
+                    convert.device_noise_product(x_tile, parts[2][r0:r1], parts[3][r0:r1], self.v_read,
+                                                 derive_key(PURPOSE_READ, self.seed, self.layer, s, t, k, o, 1),
+                                                 row_ids, other)
+                    currents[p] -= other
+                continue
+            np.matmul(x_tile, g[r0:r1], out=currents[p])
+            if not column_noise:
+                continue
+            # Var(I_j) = V^2 sum_i x_i^2 sigma_ij^2: one number per row for the additive model.
+            if uniform:
+                if (t, k) not in squares:
+                    squares[(t, k)] = np.einsum("ij,ij->i", x_tile, x_tile)
+                variance = squares[(t, k)][:, None] * np.float32(var)
             else:
-                variance = np.square(x_tile) @ var[r0:r1]
-            std = np.sqrt(variance * np.float32(var if isinstance(var, float) else 1.0), dtype=np.float32)
-            std *= np.float32(self.v_read)
-            convert.add_column_noise(currents, std, derive_key(PURPOSE_READ, self.seed, self.layer, *ids), row_ids)
-        return currents
+                if (t, k) not in squares:
+                    squares[(t, k)] = np.square(x_tile)
+                variance = squares[(t, k)] @ var[r0:r1]
+            np.sqrt(variance, out=std[p])
+            std[p] *= v_read
+        return currents, std
 
     def _subtract_reference(self, out, inputs, input_factors) -> None:
         """Offset scheme: remove the digitally known reference V (g_min sum_s c_s + dg/2) sum_i x_i."""

@@ -47,7 +47,7 @@ class Evaluation:
 
 def evaluate(network: Network, images: np.ndarray, labels: np.ndarray, *,
              sigma_te: float = 0.0, seed: int = 0,
-             forward: Callable[[np.ndarray, int], np.ndarray] | None = None, batch_size: int = 1000,
+             forward: Callable[[np.ndarray, int], np.ndarray] | None = None, batch_size: int | None = None,
              progress: Callable[[int], None] | None = None) -> Evaluation:
     """Classify ``images`` and compare with ``labels``.
 
@@ -62,13 +62,14 @@ def evaluate(network: Network, images: np.ndarray, labels: np.ndarray, *,
         Seed of the input noise draw.
     forward : callable(images, image_offset) -> logits, optional
         A programmed chip's forward pass (default: the ideal float32 network).
-    batch_size : int
-        Images per forward pass; results do not depend on it.
+    batch_size : int, optional
+        Images per forward pass (default: :meth:`Network.batch_size_for`); results do not depend on it.
     progress : callable(n_done), optional
         Called after each batch with the number of images it held.
     """
     if sigma_te > 0:
         images = images + input_noise(images.shape, sigma_te, seed)
+    batch_size = batch_size or network.batch_size_for()
     if forward is None:
         matmuls = network.ideal_matmuls()
         forward = lambda batch, offset: network.forward(batch, matmuls)  # noqa: E731

@@ -51,7 +51,7 @@ class ChipResult:
 
 
 def run_chip(network: Network, hw: Hardware | None, images: np.ndarray, labels: np.ndarray, seed: int, *,
-             sigma_te: float = 0.0, batch_size: int = 1000,
+             sigma_te: float = 0.0, batch_size: int | None = None,
              progress: Callable[[int], None] | None = None) -> ChipResult:
     """Program chip instance ``seed`` of ``hw`` (None: ideal float32), run ``images``, count its energy.
 

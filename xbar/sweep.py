@@ -22,6 +22,7 @@ killed at any moment and resumed loses and doubles nothing.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import io as _io
@@ -52,7 +53,8 @@ class Spec:
     seed: int
     limit: int | None
     dataset: str | None
-    batch_size: int = 1000
+    batch_size: int | None = None
+    """Images per forward pass (None: the network's choice, see Network.batch_size_for)."""
     name: str = "sweep"
 
     @property
@@ -137,9 +139,12 @@ def load_spec(path: str | os.PathLike) -> Spec:
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"{path}: 'limit' must be a positive integer")
     dataset = table.get("dataset")
+    batch_size = table.get("batch_size")
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+        raise ConfigError(f"{path}: 'batch_size' must be a positive integer")
     spec = Spec(tuple(weights), hardware, tuple(overrides.items()),
                 tuple((k, tuple(v)) for k, v in grid.items()), seeds, seed, limit, dataset,
-                int(table.get("batch_size", 1000)), str(table.get("name", path.stem)))
+                batch_size, str(table.get("name", path.stem)))
     # Every grid point must give a valid chip: check them all now.
     base = resolve(spec.hardware, ())
     for point in itertools.product(*(values for _, values in spec.grid)):
@@ -253,10 +258,31 @@ class ResultsFile:
             os.close(fd)
 
 
-def _init_worker() -> None:
-    """Run in each local worker before numpy loads: one thread each, the workers are the parallelism."""
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[name] = "1"
+_ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                       "NUMBA_NUM_THREADS")}
+"""Local workers compute with one thread each: the workers are the parallelism."""
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """``os.environ`` updated with ``values`` inside the block, as it was after it.
+
+    Spawned workers inherit the environment at start. Setting the thread
+    counts there, rather than in a worker initializer, matters: spawn re-imports
+    the parent's main module (for ``xbar``, the CLI, and numpy with its BLAS
+    thread pool) before an initializer runs, and two BLAS threads per worker
+    on two cores made the CNN's tasks 5x slower (measured).
+    """
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def run_sweep(spec: Spec, output: str | os.PathLike, *, resume: bool = False, workers: int | None = None,
@@ -279,7 +305,7 @@ def run_sweep(spec: Spec, output: str | os.PathLike, *, resume: bool = False, wo
 
         workers = workers or os.cpu_count() or 1
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
+        with _environment(_ONE_THREAD), ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = [pool.submit(run_task, task) for task in pending]
             for done, future in enumerate(as_completed(futures), start=1):
                 results.write(future.result())

@@ -78,6 +78,55 @@ def adc_accumulate(currents, inv_step, step_scale, code_min, code_max, bits, out
 
 
 @pjit
+def read_out(currents, std, keys, row_ids, inv_step, step_scale, code_min, code_max, bits, out):
+    """Every partial read of a layer in one pass: column-mode read noise, ADC, shift-add into ``out``.
+
+    A partial p is one (weight slice, row tile, input slice, ADC input) of the
+    layer: ``out[b, j] += adc(currents[p, b, j] + std[p, b, j] z_pbj) x step_scale[p, j]``
+    over p in order, with z_pbj = normal(mix(keys[p], row_ids[b]), j), the
+    stream of :func:`add_column_noise`. One parallel region for the whole
+    layer, rather than one per partial, keeps the cores from idling between
+    BLAS calls and kernels.
+
+    Parameters
+    ----------
+    currents : float32 (P, batch, cols), uA, noise-free column currents
+    std : float32 (P, batch, w), uA, w = cols, 1 (one spread per row) or 0 (no read noise)
+    keys : uint64 (P,), read-noise stream of each partial
+    row_ids : uint64 (batch,)
+    inv_step, step_scale : float32 (P, cols), as in :func:`adc_accumulate`
+    code_min, code_max : float
+    bits : int, 0 = ideal ADC
+    out : float32 (batch, cols), accumulated in place
+    """
+    n_partials, n, cols = currents.shape
+    width = std.shape[2]
+    n_blocks = min(n, 256)
+    for block in prange(n_blocks):
+        z = np.empty(cols, np.float32)
+        for b in range(block * n // n_blocks, (block + 1) * n // n_blocks):
+            for p in range(n_partials):
+                if width > 0:
+                    normal_fill(mix(keys[p], row_ids[b]), z)
+                    if width == 1:
+                        s = std[p, b, 0]
+                        for j in range(cols):
+                            z[j] = currents[p, b, j] + s * z[j]
+                    else:
+                        for j in range(cols):
+                            z[j] = currents[p, b, j] + std[p, b, j] * z[j]
+                else:
+                    for j in range(cols):
+                        z[j] = currents[p, b, j]
+                if bits == 0:
+                    for j in range(cols):
+                        out[b, j] += z[j] * inv_step[p, j] * step_scale[p, j]
+                else:
+                    for j in range(cols):
+                        out[b, j] += adc_code(z[j], inv_step[p, j], code_min, code_max) * step_scale[p, j]
+
+
+@pjit
 def add_column_noise(currents, std, key, row_ids):
     """Column-mode read noise in place: I[b, j] += std[b, j] z_bj, z_bj = normal(mix(key, row_ids[b]), j).
 

@@ -61,6 +61,7 @@ def _ziggurat_tables():
 
 
 _ZIG_X, _ZIG_RATIO = _ziggurat_tables()
+_ZIG_F = np.exp(-0.5 * _ZIG_X * _ZIG_X)
 _S11, _S8 = np.uint64(11), np.uint64(8)
 _INV_2_23 = 1.0 / 8388608.0
 _INV_2_23_F32 = np.float32(_INV_2_23)
@@ -114,10 +115,9 @@ def _slow_half(half, h):
                 if 2.0 * b > a * a:
                     return -(_ZIG_R + a) if u < 0 else _ZIG_R + a
         x = u * _ZIG_X[i]
-        f0 = math.exp(-0.5 * (_ZIG_X[i] * _ZIG_X[i] - x * x))
-        f1 = math.exp(-0.5 * (_ZIG_X[i + 1] * _ZIG_X[i + 1] - x * x))
         extra += np.uint64(1)
-        if f1 + _unit(mix64(h + extra * _GOLDEN)) * (f0 - f1) < 1.0:
+        # Wedge: accept with f(x_{i+1}) + U (f(x_i) - f(x_{i+1})) < f(x), f(x) = exp(-x^2 / 2).
+        if _ZIG_F[i + 1] + _unit(mix64(h + extra * _GOLDEN)) * (_ZIG_F[i] - _ZIG_F[i + 1]) < math.exp(-0.5 * x * x):
             return x
         # Rejected in the wedge: a fresh sample, full precision.
         extra += np.uint64(1)
