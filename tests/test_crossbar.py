@@ -227,9 +227,11 @@ def test_column_and_device_read_noise_agree_in_distribution(rng):
 def test_bit_identical_across_threads_and_batches(mode):
     network = build("mlp", hidden=32, seed=0)
     hw = resolve("sonos", [f"device.read_noise_mode={mode}", "device.prog_sigma=2.0"])
-    x = np.random.default_rng(0).random((20, 28, 28), dtype=np.float32)
-    results = []
-    for threads, splits in ((1, [20]), (numba.config.NUMBA_NUM_THREADS, [7, 13]), (1, [3, 3, 14])):
+    x = np.random.default_rng(0).random((48, 28, 28), dtype=np.float32)
+    most = numba.config.NUMBA_NUM_THREADS
+    results, energies = [], []
+    # With several threads a batch of 32 or more is split into blocks of images, one per thread.
+    for threads, splits in ((1, [48]), (most, [48]), (most, [7, 41]), (most, [16, 32]), (1, [3, 3, 42])):
         numba.set_num_threads(threads)
         try:
             chip = program(network, hw, seed=42, calibration=x[:8])
@@ -238,10 +240,14 @@ def test_bit_identical_across_threads_and_batches(mode):
                 parts.append(chip.forward(x[start:start + size], image_offset=start))
                 start += size
             results.append(np.concatenate(parts))
+            energies.append([(m.vectors_read, m.cell_x2g_sum) for m in chip.matrices])
         finally:
-            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    for other in results[1:]:
+            numba.set_num_threads(most)
+    for other, energy in zip(results[1:], energies[1:]):
         np.testing.assert_array_equal(results[0], other)
+        for (vectors, x2g), (vectors0, x2g0) in zip(energy, energies[0]):
+            assert vectors == vectors0
+            assert x2g == pytest.approx(x2g0, rel=1e-5)
 
 
 def test_different_seeds_give_different_chips():

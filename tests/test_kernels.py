@@ -1,6 +1,9 @@
 """Kernels against plain loops: converter codes exactly, RNG, and hypothesis properties."""
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -148,3 +151,29 @@ def test_normal_fill_equals_scalar_draws_and_follows_the_normal_cdf():
     counts, _ = np.histogram(out, edges)
     chi2 = float(np.sum((counts - expected) ** 2 / expected))
     assert chi2 < 40.79  # chi-square, 17 degrees of freedom, alpha = 0.001
+
+
+def test_kernel_cache_follows_edits_of_inlined_kernels(tmp_path):
+    """An edit of rng.py alone reaches the cached converter kernels that inline it (no stale cache)."""
+    package = tmp_path / "kernels_copy"
+    package.mkdir()
+    for source in (ROOT / "xbar" / "kernels").glob("*.py"):
+        (package / source.name).write_text(source.read_text())
+    code = ("import numpy as np; from kernels_copy import convert;"
+            "c = np.zeros((2, 8), np.float32); s = np.ones((2, 1), np.float32);"
+            "convert.add_column_noise(c, s, np.uint64(1), np.arange(2, dtype=np.uint64)); print(c.tobytes().hex())")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "XBAR_NUMBA_CACHE": "1"}
+    env.pop("NUMBA_CACHE_DIR", None)
+
+    def run():
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                              check=True, cwd=tmp_path).stdout
+
+    before = run()
+    assert run() == before  # loaded from the cache
+    rng_source = package / "rng.py"
+    edited = rng_source.read_text().replace("_GOLDEN = np.uint64(0x9E3779B97F4A7C15)",
+                                            "_GOLDEN = np.uint64(0x9E3779B97F4A7C17)")
+    assert edited != rng_source.read_text()
+    rng_source.write_text(edited)
+    assert run() != before

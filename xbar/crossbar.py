@@ -17,9 +17,13 @@ Units: conductances in uS, V_read in V, currents in uA.
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from .config import (ADCRange, BiasMode, DACRange, ErrorModel, Hardware, MappingScheme,
@@ -91,10 +95,9 @@ class AnalogMatrix:
         self.g_range = float(device.g_range_us)
         self._program(weights / self.w_scale)
         self.dac_levels = float(2 ** hw.dac.bits - 1)
-        self._calls = 0
+        self._reads = threading.local()
+        """Per thread: the forward pass being read (image offset, batch, calls) and deferred counts."""
         self.reset_counters()
-        self._image_offset = 0
-        self._batch = 1
         self._recording: dict | None = None
         self._set_adc_ranges(None)
         self.linear = self._fold_linear()
@@ -286,14 +289,40 @@ class AnalogMatrix:
 
     # ----------------------------------------------------------------- reading
     def begin(self, image_offset: int, batch: int) -> None:
-        """Start a forward pass over images ``image_offset .. image_offset + batch - 1``."""
-        self._image_offset, self._batch, self._calls = int(image_offset), max(int(batch), 1), 0
+        """Start a forward pass (in this thread) over images ``image_offset .. image_offset + batch - 1``."""
+        self._reads.image_offset, self._reads.batch, self._reads.calls = int(image_offset), max(int(batch), 1), 0
 
-    def _row_ids(self, n_rows: int) -> np.ndarray:
-        per_image = max(n_rows // self._batch, 1)
+    def defer_counts(self) -> None:
+        """Until :meth:`take_deferred_counts`, this thread's reads count apart from the matrix's totals."""
+        self._reads.deferred = [0, 0.0]
+
+    def take_deferred_counts(self) -> tuple[int, float]:
+        """(vectors read, sum of x^2 G) deferred in this thread since :meth:`defer_counts`; stop deferring."""
+        vectors, x2g = self._reads.deferred
+        self._reads.deferred = None
+        return vectors, x2g
+
+    def add_counts(self, vectors: int, x2g: float) -> None:
+        """Add reads to the totals behind the energy model (see :meth:`reset_counters`)."""
+        deferred = getattr(self._reads, "deferred", None)
+        if deferred is None:
+            self.vectors_read += vectors
+            self.cell_x2g_sum += x2g
+        else:
+            deferred[0] += vectors
+            deferred[1] += x2g
+
+    def _next_call(self) -> int:
+        """Index of this call within the thread's forward pass (a Mosaic layer reads once per step)."""
+        calls = getattr(self._reads, "calls", 0)
+        self._reads.calls = calls + 1
+        return calls
+
+    def _row_ids(self, n_rows: int, call: int) -> np.ndarray:
+        per_image = max(n_rows // getattr(self._reads, "batch", 1), 1)
         index = np.arange(n_rows, dtype=np.uint64)
-        image = np.uint64(self._image_offset) + index // np.uint64(per_image)
-        read = np.uint64(self._calls * per_image) + index % np.uint64(per_image)
+        image = np.uint64(getattr(self._reads, "image_offset", 0)) + index // np.uint64(per_image)
+        read = np.uint64(call * per_image) + index % np.uint64(per_image)
         return (image << np.uint64(_READ_ID_BITS)) | read
 
     def dac(self, x: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
@@ -328,6 +357,7 @@ class AnalogMatrix:
         """y = x W + b through the crossbar: (batch, n_in) float32 -> (batch, n_out) float32."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         n = x.shape[0]
+        call = self._next_call()
         if self.linear is not None:
             return self._linear_call(x)
         if self.bias_row:
@@ -335,13 +365,15 @@ class AnalogMatrix:
         inputs, input_factors = self.dac(x)
         recording = self._recording is not None
         noise = self.read_noise and not recording
-        row_ids = self._row_ids(n) if noise else np.zeros(n, np.uint64)
+        row_ids = self._row_ids(n, call) if noise else np.zeros(n, np.uint64)
         out = np.zeros((n, self.n_out), np.float32)
         if not recording:
             # Per row, sum over the batch of x^2 (no batch-sized temporary), then weight by the row's G.
+            x2g = 0.0
             for x_k in inputs:
                 row_x2 = np.einsum("bi,bi->i", x_k, x_k)
-                self.cell_x2g_sum += sum(float(row_x2 @ rc) for rc in self.row_conductance)
+                x2g += sum(float(row_x2 @ rc) for rc in self.row_conductance)
+            self.add_counts(n, x2g)
         partials, keys, inv_step, step_scale = self._plan(input_factors)
         # Rows of the batch at a time, so that the currents of all partials stay a few MB.
         chunk = max(1, _CURRENTS_BUDGET // (len(partials) * self.n_out))
@@ -358,9 +390,6 @@ class AnalogMatrix:
             self._subtract_reference(out, inputs, input_factors)
         if self.digital_bias is not None:
             out += self.digital_bias
-        self._calls += 1
-        if self._recording is None:
-            self.vectors_read += n
         return out
 
     def _linear_call(self, x: np.ndarray) -> np.ndarray:
@@ -369,15 +398,15 @@ class AnalogMatrix:
         if self._recording is None:
             # Inputs x / x_max drive the rows, the bias row at 1.
             row_x2 = np.einsum("bi,bi->i", x, x) * np.float32(self.x_scale ** -2)
+            x2g = 0.0
             for rc in self.row_conductance:
-                self.cell_x2g_sum += float(row_x2 @ rc[:self.n_in])
+                x2g += float(row_x2 @ rc[:self.n_in])
                 if self.bias_row:
-                    self.cell_x2g_sum += x.shape[0] * float(rc[-1])
-            self.vectors_read += x.shape[0]
+                    x2g += x.shape[0] * float(rc[-1])
+            self.add_counts(x.shape[0], x2g)
         out = x @ weights
         if bias is not None:
             out += bias
-        self._calls += 1
         return out
 
     @property
@@ -504,10 +533,67 @@ class ProgrammedNetwork:
         self.network, self.hw, self.seed, self.matrices = network, hw, seed, matrices
 
     def forward(self, x: np.ndarray, image_offset: int = 0) -> np.ndarray:
-        """Logits of images ``image_offset ..`` (their global indices key the read noise)."""
+        """Logits of images ``image_offset ..`` (their global indices key the read noise).
+
+        With several Numba threads and a chip that is not one linear product
+        per layer, the batch is split into one block of images per thread, and
+        each thread runs the whole network on its block with one-threaded BLAS
+        and kernels. Handing every GEMM and kernel of a layer to all cores in
+        turn left them waiting on each other (BLAS workers spin between calls):
+        this ran the 8-bit, read-noise MLP 1.5x faster on 2 cores
+        (docs/performance.md). Outputs do not depend on the split; energy
+        counts are merged in block order.
+        """
+        threads = numba.get_num_threads()
+        n = x.shape[0]
+        if (threads == 1 or n < 2 * _MIN_IMAGES_PER_THREAD or all(m.linear is not None for m in self.matrices)
+                or any(m._recording is not None for m in self.matrices)):
+            for matrix in self.matrices:
+                matrix.begin(image_offset, n)
+            return self.network.forward(x, self.matrices)
+        threads = min(threads, n // _MIN_IMAGES_PER_THREAD)
+        bounds = [(n * i // threads, n * (i + 1) // threads) for i in range(threads)]
+        with _one_threaded_blas():
+            blocks = list(_block_pool(threads).map(lambda b: self._forward_block(x, image_offset, *b), bounds))
+        for _, counts in blocks:
+            for matrix, (vectors, x2g) in zip(self.matrices, counts):
+                matrix.add_counts(vectors, x2g)
+        return np.concatenate([logits for logits, _ in blocks])
+
+    def _forward_block(self, x, image_offset, start, stop):
+        """One thread's share of :meth:`forward`: images ``start .. stop - 1`` of ``x``, one thread deep."""
+        numba.set_num_threads(1)  # thread-local in Numba: this pool thread's kernels stay serial
         for matrix in self.matrices:
-            matrix.begin(image_offset, x.shape[0])
-        return self.network.forward(x, self.matrices)
+            matrix.begin(image_offset + start, stop - start)
+            matrix.defer_counts()
+        try:
+            logits = self.network.forward(x[start:stop], self.matrices)
+        finally:
+            counts = [matrix.take_deferred_counts() for matrix in self.matrices]
+        return logits, counts
+
+
+_MIN_IMAGES_PER_THREAD = 16
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _block_pool(threads: int) -> ThreadPoolExecutor:
+    """A persistent pool of ``threads`` threads for :meth:`ProgrammedNetwork.forward`."""
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="xbar-block")
+    return _POOLS[threads]
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _one_threaded_blas():
+    """Context in which BLAS (numpy's OpenBLAS or MKL) uses one thread."""
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 class _RangeRecorder:

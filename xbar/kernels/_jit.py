@@ -6,8 +6,9 @@ converter codes exactly against plain numpy (tests/test_kernels.py). ``nnan``
 and ``ninf`` are never set: NaN must propagate so that it can be caught.
 """
 
-import functools
+import hashlib
 import os
+from pathlib import Path
 
 import numba
 
@@ -22,10 +23,33 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 FASTMATH = {"nsz", "arcp", "afn", "reassoc"}
 CACHE = os.environ.get("XBAR_NUMBA_CACHE", "1") != "0"
 
-jit = functools.partial(numba.njit, cache=CACHE, fastmath=FASTMATH, nogil=True)
+# Numba checks a cached kernel against its own source file only, but our kernels inline functions
+# of other files (every noise kernel inlines rng.py): after an edit of rng.py alone, the cached
+# converter kernels kept the old generator (seen here). So the cache lives in a folder named by a
+# hash of all the kernels' sources, and any edit starts a fresh one.
+SOURCES_DIGEST = hashlib.sha256(b"".join(path.read_bytes() for path in sorted(Path(__file__).parent.glob("*.py"))
+                                         )).hexdigest()[:16]
+CACHE_DIR = os.path.join(numba.config.CACHE_DIR or os.path.join(os.path.dirname(__file__), "__pycache__"),
+                         f"xbar-kernels-{SOURCES_DIGEST}")
+
+
+def _compiler(**options):
+    def decorate(function):
+        if not CACHE:
+            return numba.njit(function, **options)
+        # Numba picks a kernel's cache folder when it is decorated: set ours for that moment only.
+        previous, numba.config.CACHE_DIR = numba.config.CACHE_DIR, CACHE_DIR
+        try:
+            return numba.njit(function, cache=True, **options)
+        finally:
+            numba.config.CACHE_DIR = previous
+    return decorate
+
+
+jit = _compiler(fastmath=FASTMATH, nogil=True)
 """Serial kernel."""
 
-pjit = functools.partial(numba.njit, cache=CACHE, fastmath=FASTMATH, nogil=True, parallel=True)
+pjit = _compiler(fastmath=FASTMATH, nogil=True, parallel=True)
 """Parallel driver (``prange`` over an independent axis)."""
 
 prange = numba.prange
