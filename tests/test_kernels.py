@@ -177,3 +177,16 @@ def test_kernel_cache_follows_edits_of_inlined_kernels(tmp_path):
     assert edited != rng_source.read_text()
     rng_source.write_text(edited)
     assert run() != before
+
+
+def test_square_sum_kernels_equal_plain_sums(rng):
+    x = rng.standard_normal((7, 23)).astype(np.float32)
+    starts = np.array([0, 10, 20, 23], np.int64)
+    tiles = np.empty((7, 3), np.float32)
+    convert.tile_square_sums(x, starts, tiles)
+    for t in range(3):
+        expected = [sum(float(v) ** 2 for v in row[starts[t]:starts[t + 1]]) for row in x]
+        np.testing.assert_allclose(tiles[:, t], expected, rtol=1e-6)
+    columns = np.full(23, 2.0)
+    convert.column_square_sums(x, columns)
+    np.testing.assert_allclose(columns, 2.0 + np.array([sum(float(v) ** 2 for v in col) for col in x.T]), rtol=1e-12)

@@ -90,6 +90,7 @@ class AnalogMatrix:
         self.differential = mapping.scheme == MappingScheme.DIFFERENTIAL
         self.analog_subtract = self.differential and mapping.subtract == Subtract.ANALOG
         self.row_tiles = _tiles(self.n_rows, hw.tile.rows)
+        self._tile_starts = np.array([r0 for r0, _ in self.row_tiles] + [self.n_rows], np.int64)
         self.col_tiles = _tiles(self.n_out, hw.tile.cols)
         self.v_read = float(device.v_read_v)
         self.g_range = float(device.g_range_us)
@@ -369,11 +370,10 @@ class AnalogMatrix:
         out = np.zeros((n, self.n_out), np.float32)
         if not recording:
             # Per row, sum over the batch of x^2 (no batch-sized temporary), then weight by the row's G.
-            x2g = 0.0
+            row_x2 = np.zeros(self.n_rows)
             for x_k in inputs:
-                row_x2 = np.einsum("bi,bi->i", x_k, x_k)
-                x2g += sum(float(row_x2 @ rc) for rc in self.row_conductance)
-            self.add_counts(n, x2g)
+                convert.column_square_sums(x_k, row_x2)
+            self.add_counts(n, sum(float(row_x2 @ rc) for rc in self.row_conductance))
         partials, keys, inv_step, step_scale = self._plan(input_factors)
         # Rows of the batch at a time, so that the currents of all partials stay a few MB.
         chunk = max(1, _CURRENTS_BUDGET // (len(partials) * self.n_out))
@@ -397,7 +397,9 @@ class AnalogMatrix:
         weights, bias = self.linear
         if self._recording is None:
             # Inputs x / x_max drive the rows, the bias row at 1.
-            row_x2 = np.einsum("bi,bi->i", x, x) * np.float32(self.x_scale ** -2)
+            row_x2 = np.zeros(self.n_in)
+            convert.column_square_sums(x, row_x2)
+            row_x2 *= self.x_scale ** -2
             x2g = 0.0
             for rc in self.row_conductance:
                 x2g += float(row_x2 @ rc[:self.n_in])
@@ -507,9 +509,10 @@ class AnalogMatrix:
                 continue
             # Var(I_j) = V^2 sum_i x_i^2 sigma_ij^2: one number per row for the additive model.
             if uniform:
-                if (t, k) not in squares:
-                    squares[(t, k)] = np.einsum("ij,ij->i", x_tile, x_tile)
-                variance = squares[(t, k)][:, None] * np.float32(var)
+                if k not in squares:
+                    squares[k] = np.empty((n, len(self.row_tiles)), np.float32)
+                    convert.tile_square_sums(inputs[k], self._tile_starts, squares[k])
+                variance = squares[k][:, t:t + 1] * np.float32(var)
             else:
                 if (t, k) not in squares:
                     squares[(t, k)] = np.square(x_tile)

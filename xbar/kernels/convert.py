@@ -10,8 +10,6 @@ ADC: a current I (uA) is converted with a step of I_max / (2^bits - 1)
 complement codes -2^(bits-1) .. 2^(bits-1) - 1): code = clip(floor(I / step + 1/2)).
 """
 
-import math
-
 import numpy as np
 
 from ._jit import jit, pjit, prange
@@ -20,13 +18,17 @@ from .rng import mix, normal_fill
 
 @jit
 def dac_code(x, inv_x_max, levels, signed):
-    """Integer DAC code of input ``x`` (sign included); ``levels`` = 2^b' - 1."""
+    """Integer DAC code of input ``x`` (sign included) as a float32; ``levels`` = 2^b' - 1.
+
+    float32 throughout (``np.floor``, not ``math.floor``, which returns an
+    int64 and takes the loop through float64 and integer conversions).
+    """
     v = x * inv_x_max
     if signed:
-        v = min(max(v, -1.0), 1.0)
+        v = min(max(v, np.float32(-1.0)), np.float32(1.0))
     else:
-        v = min(max(v, 0.0), 1.0)
-    return math.floor(v * levels + 0.5)
+        v = min(max(v, np.float32(0.0)), np.float32(1.0))
+    return np.floor(v * levels + np.float32(0.5))
 
 
 @pjit
@@ -43,7 +45,7 @@ def dac_normalized(x, inv_x_max, levels, signed, out):
 
     Equivalent to ``dac_quantize`` followed by a division, in one pass.
     """
-    inv_levels = 1.0 / levels
+    inv_levels = np.float32(1.0) / levels
     for b in prange(x.shape[0]):
         for i in range(x.shape[1]):
             out[b, i] = dac_code(x[b, i], inv_x_max, levels, signed) * inv_levels
@@ -51,8 +53,8 @@ def dac_normalized(x, inv_x_max, levels, signed, out):
 
 @jit
 def adc_code(current, inv_step, code_min, code_max):
-    """ADC code of one current: clip(floor(current / step + 1/2), code_min, code_max)."""
-    c = math.floor(current * inv_step + 0.5)
+    """ADC code of one current: clip(floor(current / step + 1/2), code_min, code_max), float32."""
+    c = np.floor(current * inv_step + np.float32(0.5))
     return min(max(c, code_min), code_max)
 
 
@@ -69,6 +71,7 @@ def adc_accumulate(currents, inv_step, step_scale, code_min, code_max, bits, out
     bits : int, 0 = ideal (out += current x step_scale / step, no clipping)
     out : float32 (batch, cols), accumulated in place
     """
+    code_min, code_max = np.float32(code_min), np.float32(code_max)
     for b in prange(currents.shape[0]):
         for j in range(currents.shape[1]):
             if bits == 0:
@@ -101,6 +104,7 @@ def read_out(currents, std, keys, row_ids, inv_step, step_scale, code_min, code_
     """
     n_partials, n, cols = currents.shape
     width = std.shape[2]
+    code_min, code_max = np.float32(code_min), np.float32(code_max)
     n_blocks = min(n, 256)
     for block in prange(n_blocks):
         z = np.empty(cols, np.float32)
@@ -116,14 +120,38 @@ def read_out(currents, std, keys, row_ids, inv_step, step_scale, code_min, code_
                         for j in range(cols):
                             z[j] = currents[p, b, j] + std[p, b, j] * z[j]
                 else:
-                    for j in range(cols):
-                        z[j] = currents[p, b, j]
+                    z[:] = currents[p, b]
                 if bits == 0:
                     for j in range(cols):
                         out[b, j] += z[j] * inv_step[p, j] * step_scale[p, j]
                 else:
                     for j in range(cols):
                         out[b, j] += adc_code(z[j], inv_step[p, j], code_min, code_max) * step_scale[p, j]
+
+
+@pjit
+def tile_square_sums(x, starts, out):
+    """Per row and row tile, the sum of squared inputs: ``out[b, t] = sum_{starts[t] <= i < starts[t+1]} x[b, i]^2``.
+
+    float32, in row order (the column-noise variance of the additive model).
+    A kernel rather than ``np.einsum`` on column slices, which holds the GIL
+    and so serialized the threads of :meth:`ProgrammedNetwork.forward`.
+    """
+    for b in prange(x.shape[0]):
+        for t in range(starts.shape[0] - 1):
+            acc = np.float32(0.0)
+            for i in range(starts[t], starts[t + 1]):
+                acc += x[b, i] * x[b, i]
+            out[b, t] = acc
+
+
+@jit
+def column_square_sums(x, out):
+    """Add to ``out[i]`` (float64) the sum over the batch of ``x[b, i]^2``, rows in order (for the cells' energy)."""
+    for b in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            v = np.float64(x[b, i])
+            out[i] += v * v
 
 
 @pjit
