@@ -56,7 +56,7 @@ def test_throughput(benchmark, arch, case, images):
     # One warm-up round: the first pass after another case pays for its threads waking or still spinning
     # (OpenBLAS workers spin for a while after a multi-threaded call), which is not this case's cost.
     slow = case == "device-read-noise"
-    benchmark.pedantic(run, rounds=1 if slow else 3, iterations=1, warmup_rounds=0 if slow else 1)
+    benchmark.pedantic(run, rounds=1 if slow else 5, iterations=1, warmup_rounds=0 if slow else 1)
     seconds = benchmark.stats.stats.min if benchmark.stats else None
     if seconds is None:  # --benchmark-disable: time the single smoke run ourselves
         started = time.perf_counter()
