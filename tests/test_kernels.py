@@ -28,8 +28,9 @@ def _adc_codes(currents, i_max, bits, signed):
     lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
     out = np.zeros_like(currents)
     n = currents.shape[1]
-    convert.adc_accumulate(currents, np.full(n, 1 / step, np.float32), np.ones(n, np.float32),
-                           float(lo), float(hi), bits, out)
+    convert.read_out(currents[None], np.zeros((1, 1, 0), np.float32), np.zeros(1, np.uint64),
+                     np.zeros(1, np.uint64), np.full((1, n), 1 / step, np.float32), np.ones((1, n), np.float32),
+                     float(lo), float(hi), bits, out)
     return out[0].astype(np.int64), np.float32(1 / step)
 
 
@@ -160,8 +161,11 @@ def test_kernel_cache_follows_edits_of_inlined_kernels(tmp_path):
     for source in (ROOT / "xbar" / "kernels").glob("*.py"):
         (package / source.name).write_text(source.read_text())
     code = ("import numpy as np; from kernels_copy import convert;"
-            "c = np.zeros((2, 8), np.float32); s = np.ones((2, 1), np.float32);"
-            "convert.add_column_noise(c, s, np.uint64(1), np.arange(2, dtype=np.uint64)); print(c.tobytes().hex())")
+            "c = np.zeros((1, 2, 8), np.float32); s = np.ones((1, 2, 1), np.float32);"
+            "out = np.zeros((2, 8), np.float32); one = np.ones((1, 8), np.float32);"
+            "ids = np.arange(2, dtype=np.uint64);"
+            "convert.read_out(c, s, np.ones(1, np.uint64), ids, one, one, 0.0, 0.0, 0, out);"
+            "print(out.tobytes().hex())")
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "XBAR_NUMBA_CACHE": "1"}
     env.pop("NUMBA_CACHE_DIR", None)
 

@@ -2,9 +2,9 @@
 
 DAC (``convert.dac_quantize``: inputs -> integer codes, bit-serial slices) ->
 conductance product (BLAS for the noise-free part; ``convert.device_noise_product``
-for per-device read noise; ``convert.add_column_noise`` for column-mode noise) ->
-ADC (``convert.adc_accumulate``: per-column codes, shift-add over tiles and
-slices into the output) -> scaling back to weight units (in ``xbar.crossbar``).
+for per-device read noise) -> ``convert.read_out``: column-mode read noise, ADC
+per column, shift-add over tiles and slices into the output -> scaling back to
+weight units (in ``xbar.crossbar``).
 Static device state comes from ``devices`` (programming error, stuck-at,
 drift) and all randomness from ``rng`` (counter-based, keyed by index).
 """

@@ -59,37 +59,16 @@ def adc_code(current, inv_step, code_min, code_max):
 
 
 @pjit
-def adc_accumulate(currents, inv_step, step_scale, code_min, code_max, bits, out):
-    """Convert (batch, cols) currents column by column and add ``code x step_scale[j]`` to ``out``.
-
-    Parameters
-    ----------
-    currents : float32 (batch, cols), uA
-    inv_step : float32 (cols,), 1 / ADC step (1/uA) of each column's tile
-    step_scale : float32 (cols,), output units per code: step times the scale back to weight units
-    code_min, code_max : float
-    bits : int, 0 = ideal (out += current x step_scale / step, no clipping)
-    out : float32 (batch, cols), accumulated in place
-    """
-    code_min, code_max = np.float32(code_min), np.float32(code_max)
-    for b in prange(currents.shape[0]):
-        for j in range(currents.shape[1]):
-            if bits == 0:
-                out[b, j] += currents[b, j] * inv_step[j] * step_scale[j]
-            else:
-                out[b, j] += adc_code(currents[b, j], inv_step[j], code_min, code_max) * step_scale[j]
-
-
-@pjit
 def read_out(currents, std, keys, row_ids, inv_step, step_scale, code_min, code_max, bits, out):
     """Every partial read of a layer in one pass: column-mode read noise, ADC, shift-add into ``out``.
 
     A partial p is one (weight slice, row tile, input slice, ADC input) of the
     layer: ``out[b, j] += adc(currents[p, b, j] + std[p, b, j] z_pbj) x step_scale[p, j]``
-    over p in order, with z_pbj = normal(mix(keys[p], row_ids[b]), j), the
-    stream of :func:`add_column_noise`. One parallel region for the whole
-    layer, rather than one per partial, keeps the cores from idling between
-    BLAS calls and kernels.
+    over p in order, with z_pbj = normal(mix(keys[p], row_ids[b]), j). Column
+    mode is exact in distribution for independent Gaussian device noise: a
+    column current's variance is V^2 sum_i x_i^2 sigma_ij^2 (DESIGN.md
+    section 2). One parallel region for the whole layer, rather than one per
+    partial, keeps the cores from idling between BLAS calls and kernels.
 
     Parameters
     ----------
@@ -97,9 +76,10 @@ def read_out(currents, std, keys, row_ids, inv_step, step_scale, code_min, code_
     std : float32 (P, batch, w), uA, w = cols, 1 (one spread per row) or 0 (no read noise)
     keys : uint64 (P,), read-noise stream of each partial
     row_ids : uint64 (batch,)
-    inv_step, step_scale : float32 (P, cols), as in :func:`adc_accumulate`
+    inv_step : float32 (P, cols), 1 / ADC step (1/uA) of each column's tile
+    step_scale : float32 (P, cols), output units per code: step times the scale back to weight units
     code_min, code_max : float
-    bits : int, 0 = ideal ADC
+    bits : int, 0 = ideal ADC (out += current x inv_step x step_scale, no clipping)
     out : float32 (batch, cols), accumulated in place
     """
     n_partials, n, cols = currents.shape
@@ -152,28 +132,6 @@ def column_square_sums(x, out):
         for i in range(x.shape[1]):
             v = np.float64(x[b, i])
             out[i] += v * v
-
-
-@pjit
-def add_column_noise(currents, std, key, row_ids):
-    """Column-mode read noise in place: I[b, j] += std[b, j] z_bj, z_bj = normal(mix(key, row_ids[b]), j).
-
-    ``std`` (uA) is (batch, cols), or (batch, 1) when every column of a row has
-    the same spread. Exact in distribution for independent Gaussian device
-    noise: the column current's variance is V^2 sum_i x_i^2 sigma_ij^2 (DESIGN.md section 2).
-    """
-    cols = currents.shape[1]
-    per_row = std.shape[1] == 1
-    for b in prange(currents.shape[0]):
-        z = np.empty(cols, np.float32)
-        normal_fill(mix(key, row_ids[b]), z)
-        if per_row:
-            s = std[b, 0]
-            for j in range(cols):
-                currents[b, j] += s * z[j]
-        else:
-            for j in range(cols):
-                currents[b, j] += std[b, j] * z[j]
 
 
 @pjit

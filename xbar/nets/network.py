@@ -96,7 +96,7 @@ class Network:
         """Samples per forward pass that keep the largest float32 operand of a layer near ``budget_bytes``.
 
         A convolution's operand is its patch matrix (9 C_in numbers per output
-        pixel). Batches that fit the cores' caches run 1.5-2x faster on the
+        pixel). Batches that fit the cores' caches run 1.4-1.6x faster on the
         CNNs than batches of 1,000 (docs/performance.md); results never depend
         on the batch size. Between 16 and ``most``.
         """
