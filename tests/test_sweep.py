@@ -120,3 +120,29 @@ def test_existing_results_need_resume(tmp_path, shipped_weights):
     out.write_text("something\n")
     result = CliRunner().invoke(main, ["sweep", str(_spec(tmp_path, shipped_weights)), "-o", str(out)])
     assert result.exit_code == 2 and "--resume" in result.stderr
+
+
+def test_a_task_computes_with_one_thread(tmp_path, shipped_weights, monkeypatch):
+    """Sweep tasks run side by side: inside one, Numba and BLAS use one thread, and both are restored."""
+    import numba
+    from threadpoolctl import threadpool_info
+
+    from xbar import simulate
+    from xbar.sweep import run_task
+
+    seen = {}
+    real_run_chip = simulate.run_chip
+
+    def spy(*args, **kwargs):
+        seen["numba"] = numba.get_num_threads()
+        seen["blas"] = {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+        return real_run_chip(*args, **kwargs)
+
+    monkeypatch.setattr(simulate, "run_chip", spy)
+    blas_before = {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+    numba_before = numba.get_num_threads()
+    task = next(load_spec(_spec(tmp_path, shipped_weights)).tasks())
+    run_task(task)
+    assert seen == {"numba": 1, "blas": {1}}
+    assert numba.get_num_threads() == numba_before
+    assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == blas_before

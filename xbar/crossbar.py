@@ -17,7 +17,6 @@ Units: conductances in uS, V_read in V, currents in uA.
 
 from __future__ import annotations
 
-import functools
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ._threads import one_threaded_blas
 from .config import (ADCRange, BiasMode, DACRange, ErrorModel, Hardware, MappingScheme,
                      ReadNoiseMode, Subtract)
 from .kernels import convert, devices
@@ -556,7 +556,7 @@ class ProgrammedNetwork:
             return self.network.forward(x, self.matrices)
         threads = min(threads, n // _MIN_IMAGES_PER_THREAD)
         bounds = [(n * i // threads, n * (i + 1) // threads) for i in range(threads)]
-        with _one_threaded_blas():
+        with one_threaded_blas():
             blocks = list(_block_pool(threads).map(lambda b: self._forward_block(x, image_offset, *b), bounds))
         for _, counts in blocks:
             for matrix, (vectors, x2g) in zip(self.matrices, counts):
@@ -586,17 +586,6 @@ def _block_pool(threads: int) -> ThreadPoolExecutor:
         _POOLS[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="xbar-block")
     return _POOLS[threads]
 
-
-@functools.lru_cache(maxsize=1)
-def _blas_controller():
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-def _one_threaded_blas():
-    """Context in which BLAS (numpy's OpenBLAS or MKL) uses one thread."""
-    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 class _RangeRecorder:

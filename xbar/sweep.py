@@ -192,8 +192,7 @@ def _test_set(name: str, limit: int | None):
 
 def run_task(task: Task) -> dict:
     """Run one task and return its row (pure: the same task gives the same row anywhere)."""
-    import numba
-
+    from ._threads import one_thread
     from .config import resolve
     from .simulate import chip_seed, run_chip
 
@@ -204,14 +203,11 @@ def run_task(task: Task) -> dict:
     hw, sigma_te = task_hardware(resolve(spec.hardware, ()), spec.overrides, task.params)
     seed = chip_seed(spec.seed, task.chip)
     started = time.perf_counter()
-    # One thread per task: a sweep's parallelism is its tasks, and a row's energy counts, summed in
-    # blocks of images per thread otherwise, then agree to the last bit wherever the task ran.
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)  # thread-local: a Dask worker's other task threads keep theirs
-    try:
+    # One thread per task: a sweep's parallelism is its tasks (on Dask too, whose workers start BLAS
+    # with a thread per core), and a row's energy counts, summed in blocks of images per thread
+    # otherwise, then agree to the last bit wherever the task ran.
+    with one_thread():
         result = run_chip(network, hw, images, labels, seed, sigma_te=sigma_te, batch_size=spec.batch_size)
-    finally:
-        numba.set_num_threads(threads)
     return {
         "weights": task.weights, "arch": network.arch, "dataset": dataset,
         **dict(task.params), "chip": task.chip, "seed": seed, "accuracy": result.accuracy,
