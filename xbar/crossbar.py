@@ -587,7 +587,6 @@ def _block_pool(threads: int) -> ThreadPoolExecutor:
     return _POOLS[threads]
 
 
-
 class _RangeRecorder:
     """An ideal product that records the |inputs| it sees (for DAC calibration)."""
 

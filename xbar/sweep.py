@@ -272,11 +272,11 @@ _ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 def _environment(values: dict[str, str]):
     """``os.environ`` updated with ``values`` inside the block, as it was after it.
 
-    Spawned workers inherit the environment at start. Setting the thread
-    counts there, rather than in a worker initializer, matters: spawn re-imports
+    Spawned workers inherit the environment at start, before spawn re-imports
     the parent's main module (for ``xbar``, the CLI, and numpy with its BLAS
-    thread pool) before an initializer runs, and two BLAS threads per worker
-    on two cores made the CNN's tasks 5x slower (measured).
+    thread pool), so a worker never starts thread pools it will not use. Each
+    task bounds its threads itself too (:func:`run_task`, for Dask workers);
+    on top of that, these variables took Table II from 78 s to 72 s (measured).
     """
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
