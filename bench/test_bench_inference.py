@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 import time
+import tracemalloc
 
 import numba
+import numpy as np
 import pytest
 
 from xbar import data, io
+from xbar.config import resolve
 from xbar.crossbar import program
+from xbar.nets import Network
+from xbar.nets.layers import Dense, Flatten
 
-from .conftest import CASES, RESULTS, ROOT, WEIGHTS
+from .conftest import CASES, MEMORY_PRESETS, RESULTS, ROOT, WEIGHTS
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +30,7 @@ def images():
 
 def _device_draws(chip):
     """Random draws made so far by device-mode read noise: one per device per read."""
-    return sum(m.vectors_read * m.devices_per_vector for m in chip.matrices)
+    return sum(reads.vectors * m.devices_per_vector for m, reads in zip(chip.matrices, chip.reads))
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -44,8 +50,7 @@ def test_throughput(benchmark, arch, case, images):
     else:
         chip = program(network, hw, seed=1, calibration=images[:256])
         chip.forward(x[:2])  # compile (or load from cache) outside the timing
-        for matrix in chip.matrices:
-            matrix.vectors_read = 0
+        chip.reset_counts()
 
         def run():
             runs[0] += 1
@@ -68,19 +73,63 @@ def test_throughput(benchmark, arch, case, images):
     RESULTS[(arch, case)] = result
 
 
-def test_compile_time():
-    """Numba compile time of every kernel, from a cold cache, in a separate process."""
-    code = ("import time, numpy as np; t = time.perf_counter();"
-            "from xbar import io, data; from xbar.config import resolve; from xbar.crossbar import program;"
-            "net = io.load(r'%s'); x, _ = data.load('mnist', 'test', limit=4);"
-            "hw = resolve('sonos', ['device.stuck_on=0.01', 'device.drift_nu_mean=0.01', 'dac.input_slices=2']);"
-            "program(net, hw, 0, x).forward(x);"
-            "program(net, resolve('sonos', ['device.read_noise_mode=device']), 0, x).forward(x);"
-            "print(time.perf_counter() - t)") % WEIGHTS["mlp"]
-    env = {**os.environ, "XBAR_NUMBA_CACHE": "0"}
-    cold = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                check=True, cwd=ROOT).stdout)
-    warm = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                                cwd=ROOT).stdout)
+_COMPILE_PROBE = """
+import time
+started = time.perf_counter()
+from xbar import data, io
+from xbar.config import resolve
+from xbar.crossbar import program
+from xbar.kernels import convert, devices, rng
+net = io.load(r'%s')
+x, _ = data.load('mnist', 'test', limit=4)
+hw = resolve('sonos', ['device.stuck_on=0.01', 'device.drift_nu_mean=0.01', 'dac.input_slices=2'])
+program(net, hw, 0, x).forward(x)
+program(net, resolve('sonos', ['device.read_noise_mode=device']), 0, x).forward(x)
+seconds = time.perf_counter() - started
+kernels = [k for module in (convert, devices, rng) for k in vars(module).values() if hasattr(k, 'stats')]
+misses = sum(sum(k.stats.cache_misses.values()) for k in kernels)
+hits = sum(sum(k.stats.cache_hits.values()) for k in kernels)
+print(seconds, hits, misses)
+"""
+
+
+def _probe(env):
+    out = subprocess.run([sys.executable, "-c", _COMPILE_PROBE % WEIGHTS["mlp"]], env=env, capture_output=True,
+                         text=True, check=True, cwd=ROOT).stdout.split()
+    return float(out[0]), int(out[1]), int(out[2])
+
+
+def test_compile_time_and_kernel_cache():
+    """Numba compile time of every kernel from a cold cache, and a warm process compiling nothing."""
+    cold, _, _ = _probe({**os.environ, "XBAR_NUMBA_CACHE": "0"})
+    _probe(dict(os.environ))  # fills the cache if this checkout's kernels were never compiled
+    warm, hits, misses = _probe(dict(os.environ))
     RESULTS[("all", "compile")] = {"seconds": cold - warm}
-    assert cold > 0 and warm > 0
+    assert misses == 0 and hits > 0, f"a warm process compiled {misses} kernel(s) instead of loading them"
+
+
+def test_memory_per_weight():
+    """Bytes a programmed chip keeps per weight (and its peak while programming) for a 784-4096-4096-10 MLP."""
+    rng = np.random.default_rng(0)
+    sizes = [784, 4096, 4096, 10]
+    layers = [Flatten()] + [
+        Dense(kernel=(rng.standard_normal((a, b), np.float32) * 0.02), bias=np.zeros(b, np.float32),
+              activation="linear" if b == sizes[-1] else "brelu")
+        for a, b in zip(sizes, sizes[1:])]
+    network = Network("mlp", "mnist", (28, 28, 1), 10, layers)
+    n_weights = sum(layer.kernel.size for layer in network.weight_layers)
+    x, _ = data.load("mnist", "test", limit=64)
+    for name in MEMORY_PRESETS:
+        hw = resolve(name)
+        program(network, hw, 0, x[:8]).forward(x[:8])  # load the kernels before measuring
+        gc.collect()
+        tracemalloc.start()
+        chip = program(network, hw, 0, x)
+        chip.forward(x)  # read noise widths are worked out on the first noisy read
+        gc.collect()
+        kept, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        RESULTS[("memory", name)] = {"kept": kept / n_weights, "peak": peak / n_weights, "weights": n_weights}
+        del chip
+        if name in ("paper", "reram"):
+            assert kept / n_weights <= 16.0, (name, kept / n_weights)

@@ -197,3 +197,185 @@ def ref_crossbar(x, kernel, bias, hw, x_max, signed_inputs):
     if bias is not None and not bias_row:
         out += bias
     return out
+
+
+# The references below carry the chain of ref_crossbar one stage further apart, so that a test can set the
+# ADC ranges itself: the noise-free current at every ADC input (per weight slice s, row tile t, input
+# slice k, ADC input o), the ranges of the three ADC policies (docs/hardware.md, "ADC ranges"), and the
+# conversion and digital sum with given ranges. Same rules as ref_crossbar: loops, float64, from the docs.
+def ref_dac_slices(xs, hw, x_max, signed_inputs):
+    """Normalized array inputs of each input slice (list of (batch, n) float64) and their factors d_k."""
+    dac = hw.dac
+    if dac.bits == 0:
+        return [np.asarray(xs, np.float64) / x_max], [1.0]
+    codes = np.array([[ref_dac_code(float(val), x_max, dac.bits, signed_inputs) for val in row] for row in xs])
+    bps = dac.bits // dac.input_slices
+    dmax = 2**bps - 1
+    slices = [np.sign(codes) * ((np.abs(codes) >> (k * bps)) & dmax) / dmax for k in range(dac.input_slices)]
+    return slices, [dmax * 2 ** (k * bps) / (2**dac.bits - 1) for k in range(dac.input_slices)]
+
+
+def ref_layout(kernel, bias, hw, x_max, conductances=None):
+    """The noise-free programmed layer by the mapping rules, as a dict of plain lists.
+
+    ``conductances`` (list over weight slices of lists over sides of (n_rows, n_out) uS) replaces the
+    targets, e.g. by a programmed chip's, errors included. Keys: g, c (slice factors), w_scale,
+    bias_row, differential, analog, rows and cols (tile bounds), scale (output units per uA x c_s d_k).
+    """
+    dev, mp = hw.device, hw.mapping
+    g_min, dg, v = dev.g_min_us, dev.g_max_us - dev.g_min_us, dev.v_read_v
+    w = np.asarray(kernel, np.float64)
+    bias_row = mp.bias.value == "row" and bias is not None
+    if bias_row:
+        w = np.vstack([w, np.asarray(bias, np.float64)[None] / x_max])
+    n_rows, n_out = w.shape
+    w_scale = np.abs(w).max()
+    differential = mp.scheme.value == "differential"
+    sides = [np.clip(w / w_scale, 0, 1), np.clip(-w / w_scale, 0, 1)] if differential \
+        else [(np.clip(w / w_scale, -1, 1) + 1) / 2]
+    per_side = [ref_targets(s, dev.levels, mp.weight_slices) for s in sides]
+    c = per_side[0][1]
+    if conductances is None:
+        g = [[(g_min + dg * per_side[side][0][s]).astype(np.float32).astype(np.float64) for side in range(len(sides))]
+             for s in range(len(c))]
+    else:
+        g = [[np.asarray(gs, np.float64) for gs in row] for row in conductances]
+    return dict(g=g, c=c, w_scale=w_scale, bias_row=bias_row, differential=differential,
+                analog=differential and mp.subtract.value == "analog",
+                rows=[(r, min(r + hw.tile.rows, n_rows)) for r in range(0, n_rows, hw.tile.rows)],
+                cols=[(q, min(q + hw.tile.cols, n_out)) for q in range(0, n_out, hw.tile.cols)],
+                scale=w_scale * x_max / (v * dg) * (1 if differential else 2))
+
+
+def _ref_operands(layout, s):
+    """(sign, conductances) of each ADC input of weight slice s: the pair difference, each side, or one array."""
+    g = layout["g"][s]
+    if layout["analog"]:
+        return [(1.0, g[0] - g[1])]
+    return list(zip((1.0, -1.0), g)) if layout["differential"] else [(1.0, g[0])]
+
+
+def ref_adc_input_currents(x, kernel, bias, hw, x_max, signed_inputs, conductances=None):
+    """Noise-free current (uA) at every ADC input, by loops: {(s, t, k, o): (batch, n_out) float64}.
+
+    I_j = V_read sum_{i in row tile t} x_ik G_ij, x_ik the normalized DAC output of input slice k (the
+    bias row, if any, driven at x_max). Columns are kept whole; a column tile only groups them for I_max.
+    """
+    layout = ref_layout(kernel, bias, hw, x_max, conductances)
+    v = hw.device.v_read_v
+    batch = x.shape[0]
+    xs = np.hstack([x, np.full((batch, 1), x_max)]) if layout["bias_row"] else np.asarray(x, np.float64)
+    slices, _ = ref_dac_slices(xs, hw, x_max, signed_inputs)
+    currents = {}
+    for s in range(len(layout["c"])):
+        for t, (r0, r1) in enumerate(layout["rows"]):
+            for k, xk in enumerate(slices):
+                for o, (_, gg) in enumerate(_ref_operands(layout, s)):
+                    out = np.zeros((batch, gg.shape[1]))
+                    for b in range(batch):
+                        for j in range(gg.shape[1]):
+                            out[b, j] = v * sum(xk[b, i] * gg[i, j] for i in range(r0, r1))
+                    currents[(s, t, k, o)] = out
+    return currents
+
+
+def ref_adc_i_max(kernel, bias, hw, x_max, signed_inputs, calibration=None, conductances=None):
+    """I_max (uA) of every ADC input by the ``adc.range`` policy: {(s, t, o): (n_out,)}, one value per column tile.
+
+    fixed: adc.i_max_ua. max: the largest |current| the tile's columns can give for DAC outputs in
+    [0, 1] (or [-1, 1]). calibrated: adc.percentile of |current| over the ``calibration`` inputs of this
+    layer (every image and input slice, every column of the tile), the DAC as in inference, no ADC.
+    """
+    layout = ref_layout(kernel, bias, hw, x_max, conductances)
+    policy = hw.adc.range.value
+    if policy == "calibrated":
+        currents = ref_adc_input_currents(calibration, kernel, bias, hw, x_max, signed_inputs, conductances)
+    v = hw.device.v_read_v
+    i_max = {}
+    for s in range(len(layout["c"])):
+        for t, (r0, r1) in enumerate(layout["rows"]):
+            for o, (_, gg) in enumerate(_ref_operands(layout, s)):
+                values = np.zeros(gg.shape[1])
+                for (q0, q1) in layout["cols"]:
+                    if policy == "fixed":
+                        value = hw.adc.i_max_ua
+                    elif policy == "max":
+                        value = 0.0
+                        for j in range(q0, q1):
+                            col = gg[r0:r1, j]
+                            pos, neg = col[col > 0].sum(), -col[col < 0].sum()
+                            value = max(value, v * (pos + neg if signed_inputs else max(pos, neg)))
+                    else:
+                        seen = [abs(currents[key][b, j]) for key in currents if key[0] == s and key[1] == t
+                                and key[3] == o for b in range(calibration.shape[0]) for j in range(q0, q1)]
+                        value = float(np.percentile(seen, hw.adc.percentile))
+                    values[q0:q1] = value
+                i_max[(s, t, o)] = values
+    return i_max
+
+
+def ref_crossbar_ranges(x, kernel, bias, hw, x_max, signed_inputs, i_max, conductances=None):
+    """The noise-free chain of ref_crossbar with the ADC ranges ``i_max`` ({(s, t, o): (n_out,)}) given.
+
+    Returns (out, one_code, saturated): out (batch, n_out) float64; one_code (n_out,), what one code
+    step in every conversion of an output adds up to in output units (the tolerance of float32 decision
+    levels); saturated, the number of conversions clipped at the lowest or highest code. A zero range
+    (a calibrated ADC whose tile saw no current, e.g. a weight slice of zero digits) converts to 0.
+    """
+    layout = ref_layout(kernel, bias, hw, x_max, conductances)
+    currents = ref_adc_input_currents(x, kernel, bias, hw, x_max, signed_inputs, conductances)
+    bits = hw.adc.bits
+    signed_adc = layout["analog"] or signed_inputs
+    xs = np.hstack([x, np.full((x.shape[0], 1), x_max)]) if layout["bias_row"] else np.asarray(x, np.float64)
+    slices, d = ref_dac_slices(xs, hw, x_max, signed_inputs)
+    batch, n_out = x.shape[0], np.asarray(kernel).shape[1]
+    out, one_code, saturated = np.zeros((batch, n_out)), np.zeros(n_out), 0
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed_adc else (0, 2**bits - 1)
+    for (s, t, k, o), current in currents.items():
+        sign = _ref_operands(layout, s)[o][0]
+        factor = layout["c"][s] * d[k] * layout["scale"]
+        for j in range(n_out):
+            if bits and i_max[(s, t, o)][j] == 0:
+                continue
+            if bits:
+                step = ref_adc_code(0.0, i_max[(s, t, o)][j], bits, signed_adc)[1]
+                one_code[j] += step * factor
+            for b in range(batch):
+                value = current[b, j]
+                if bits:
+                    code, step = ref_adc_code(value, i_max[(s, t, o)][j], bits, signed_adc)
+                    saturated += code in (lo, hi) and abs(value / step) > abs(code) + 0.5
+                    value = code * step
+                out[b, j] += sign * value * factor
+    if not layout["differential"]:
+        dev = hw.device
+        xq = sum(dk * xk for dk, xk in zip(d, slices))
+        out -= (xq.sum(axis=1) * (dev.g_min_us / (dev.g_max_us - dev.g_min_us) * sum(layout["c"]) + 0.5)
+                * 2 * layout["w_scale"] * x_max)[:, None]
+    if bias is not None and not layout["bias_row"]:
+        out += bias
+    return out, one_code, saturated
+
+
+def ref_sigma_us(g, model, scale, v_read_v):
+    """Published width sigma(G) (uS) of a conductance error at G = ``g`` (uS), times ``scale``.
+
+    reram-program: 4.782 uS - 0.009107 G (Milo et al., IRPS 2021). sonos-program and sonos-read give
+    sigma of the read current I = G V_read in nA: 19.89 (1 - exp(-I / 176.3)) and
+    12.58 (1 - exp(-I / 215.4)) (Agrawal et al., IEDM 2022), so sigma_G = sigma_I / V_read, with
+    1 nA / V = 1e-3 uS. pcm-program: 0.26348 + 1.9650 x - 1.1731 x^2 uS, x = G / 25 uS (Joshi et al.,
+    Nature Comm. 2020, IBM aihwkit's fit). Valid inside each technology's range, where all are positive.
+    """
+    g = np.asarray(g, np.float64)
+    if model == "reram-program":
+        sigma = 4.782 - 0.009107 * g
+    elif model in ("sonos-program", "sonos-read"):
+        amplitude_na, knee_na = (19.89, 176.3) if model == "sonos-program" else (12.58, 215.4)
+        current_na = g * v_read_v * 1e3  # uS x V = uA
+        sigma = amplitude_na * (1.0 - np.exp(-current_na / knee_na)) * 1e-3 / v_read_v
+    elif model == "pcm-program":
+        x = g / 25.0
+        sigma = 0.26348 + 1.9650 * x - 1.1731 * x**2
+    else:
+        raise AssertionError(f"no reference for error model {model}")
+    return scale * sigma

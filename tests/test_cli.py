@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from xbar import io
+from xbar import data, io
 from xbar.cli import main
-from xbar.evaluate import evaluate, input_noise
+from xbar.config import resolve
+from xbar.evaluate import evaluate, input_noise, run_chips, with_sigma_syn
 from xbar.nets import build
-from xbar import data
+
+from .test_evaluate import RUN_KEYS
 
 
 def _run(*args):
@@ -26,10 +28,24 @@ def test_run_json_has_the_design_keys(tiny_weights):
     result = _run("run", str(tiny_weights), "--limit", "300", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    for key in ("weights", "dataset", "n_images", "accuracy", "accuracy_std", "accuracies",
-                "seconds", "images_per_second", "hardware"):
-        assert key in report
+    assert list(report) == RUN_KEYS
     assert report["n_images"] == 300 and 0.0 <= report["accuracy"] <= 1.0
+
+
+def test_run_json_is_the_library_run(tiny_weights):
+    """`xbar run` parses, calls run_chips and prints its report: the same numbers, timings aside."""
+    result = _run("run", str(tiny_weights), "--hardware", "paper", "--sigma-syn", "0.05", "--sigma-te", "0.1",
+                  "--seeds", "2", "--seed", "4", "--limit", "100", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    images, labels = data.load("mnist", "test", limit=100)
+    summary = run_chips(io.load(tiny_weights), with_sigma_syn(resolve("paper"), 0.05), images, labels, 4, 2,
+                        sigma_te=0.1)
+    expected = json.loads(json.dumps(summary.to_dict(weights=str(tiny_weights), dataset="mnist", sigma_syn=0.05,
+                                                     syn_mode="static")))
+    for timing in ("seconds", "program_seconds", "images_per_second"):
+        report.pop(timing), expected.pop(timing)
+    assert report == expected
 
 
 @pytest.mark.parametrize("name", ["mlp-mnist", "cnn-mnist", "rnn-mnist-t7",

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from xbar.cli import main
-from xbar.config import PRESETS, ConfigError, ErrorModel, load_toml, resolve
+from xbar.config import PRESETS, ConfigError, load_toml, resolve
 
 
 def test_presets_are_valid_and_named():
@@ -18,7 +18,7 @@ def test_presets_are_valid_and_named():
 
 def test_published_numbers_in_presets():
     assert (PRESETS["reram"].device.g_min_us, PRESETS["reram"].device.g_max_us) == (50.0, 225.0)
-    assert PRESETS["reram"].device.prog_model == ErrorModel.RERAM_PROGRAM
+    assert PRESETS["reram"].device.prog_model == "reram-program"
     sonos = PRESETS["sonos"].device
     assert sonos.g_max_us * sonos.v_read_v * 1e3 == pytest.approx(1600.0)  # I_max in nA
     assert sonos.g_max_us / sonos.g_min_us == pytest.approx(1e7)

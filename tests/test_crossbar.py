@@ -6,9 +6,9 @@ import numba
 import numpy as np
 import pytest
 
-from xbar.config import (ADC, DAC, ADCRange, BiasMode, Device, ErrorModel, Hardware, Mapping,
+from xbar.config import (ADC, DAC, ADCRange, BiasMode, Device, Hardware, Mapping,
                          MappingScheme, ReadNoiseMode, Subtract, Tile, resolve)
-from xbar.crossbar import AnalogMatrix, InputRange, program
+from xbar.crossbar import AnalogMatrix, InputRange, ReadContext, program
 from xbar.nets import build
 
 from .conftest import TOL
@@ -63,11 +63,12 @@ def test_linear_fold_equals_the_tile_by_tile_path(name, rng):
     tiled = _matrix(kernel, bias, hw, x_max=1.1, signed=True, seed=3)
     assert folded.linear is not None
     tiled.linear = None
-    got, expected = folded(x), tiled(x)
+    folded_reads, tiled_reads = ReadContext(0, len(x)), ReadContext(0, len(x))
+    got, expected = folded(x, folded_reads), tiled(x, tiled_reads)
     assert not np.allclose(got, x @ kernel + bias, rtol=1e-3, atol=1e-3)  # the errors are there
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * float(np.abs(expected).max()))
-    assert folded.vectors_read == tiled.vectors_read == len(x)
-    assert folded.cell_x2g_sum == pytest.approx(tiled.cell_x2g_sum, rel=1e-5)
+    assert folded_reads.layer(0).vectors == tiled_reads.layer(0).vectors == len(x)
+    assert folded_reads.layer(0).cell_x2g_us == pytest.approx(tiled_reads.layer(0).cell_x2g_us, rel=1e-5)
 
 
 # ------------------------------------------------------------------ exact chains against loops
@@ -148,7 +149,7 @@ def test_drift_formula_exact_and_its_exponent_statistics():
 
 
 # ------------------------------------------------------------------ noise statistics
-def _noise_setup(read_sigma=0.0, prog_sigma=0.0, mode=ReadNoiseMode.COLUMN, model=ErrorModel.ADDITIVE):
+def _noise_setup(read_sigma=0.0, prog_sigma=0.0, mode=ReadNoiseMode.COLUMN, model="additive"):
     device = Device(g_min_us=0.0, g_max_us=10.0, prog_sigma=prog_sigma, prog_model=model, read_sigma=read_sigma,
                     read_model=model, read_noise_mode=mode, clip=False)
     return Hardware(device=device, tile=Tile(64, 512))
@@ -163,7 +164,7 @@ def _analytic_output_variance(x, kernel, sigma_of_g, g_range):
     return (x.astype(np.float64) ** 2) @ var_g * (w_scale / g_range) ** 2
 
 
-@pytest.mark.parametrize("model", [ErrorModel.ADDITIVE, ErrorModel.PROPORTIONAL])
+@pytest.mark.parametrize("model", ["additive", "proportional"])
 def test_programming_error_output_mean_and_variance(model, rng):
     n_in, n_out, sigma = 50, 4000, 0.05
     column = rng.standard_normal((n_in, 1)).astype(np.float32)
@@ -171,7 +172,7 @@ def test_programming_error_output_mean_and_variance(model, rng):
     x = rng.random((1, n_in), dtype=np.float32)
     y = _matrix(kernel, None, _noise_setup(prog_sigma=sigma, model=model), seed=9)(x)[0].astype(np.float64)
     exact = float((x @ kernel)[0, 0])
-    sig = (lambda g: sigma * 10.0 + 0 * g) if model == ErrorModel.ADDITIVE else (lambda g: sigma * g)
+    sig = (lambda g: sigma * 10.0 + 0 * g) if model == "additive" else (lambda g: sigma * g)
     var = float(_analytic_output_variance(x, column, sig, 10.0)[0, 0])
     n = y.size
     assert abs(y.mean() - exact) < 5 * np.sqrt(var / n)
@@ -185,8 +186,7 @@ def test_read_noise_output_mean_and_variance(mode, rng):
     x1 = rng.random((1, n_in), dtype=np.float32)
     x = np.repeat(x1, reads, axis=0)  # the same input read again and again: every row a new read
     matrix = _matrix(kernel, None, _noise_setup(read_sigma=sigma, mode=mode), seed=4)
-    matrix.begin(0, reads)
-    y = matrix(x).astype(np.float64)
+    y = matrix(x, ReadContext(0, reads)).astype(np.float64)
     exact = (x1 @ kernel)[0]
     var = _analytic_output_variance(x1, kernel, lambda g: sigma * 10.0 + 0 * g, 10.0)[0]
     # Standardized over reads and columns: mean 0, variance 1, n = reads x columns independent draws.
@@ -210,10 +210,9 @@ def test_column_and_device_read_noise_agree_in_distribution(rng):
     x = np.repeat(rng.random((1, 30), dtype=np.float32), 300, axis=0)
     samples = {}
     for mode in ReadNoiseMode:
-        hw = _noise_setup(read_sigma=0.05, mode=mode, model=ErrorModel.PROPORTIONAL)
+        hw = _noise_setup(read_sigma=0.05, mode=mode, model="proportional")
         matrix = _matrix(kernel, None, hw, seed=11)
-        matrix.begin(0, x.shape[0])
-        samples[mode] = (matrix(x) - x[:1] @ kernel).ravel()
+        samples[mode] = (matrix(x, ReadContext(0, x.shape[0])) - x[:1] @ kernel).ravel()
     a, b = samples[ReadNoiseMode.COLUMN], samples[ReadNoiseMode.DEVICE]
     n, m = a.size, b.size
     # Critical value of D at alpha = 0.001: c(alpha) sqrt((n + m) / (n m)), c = sqrt(-ln(alpha / 2) / 2).
@@ -240,7 +239,7 @@ def test_bit_identical_across_threads_and_batches(mode):
                 parts.append(chip.forward(x[start:start + size], image_offset=start))
                 start += size
             results.append(np.concatenate(parts))
-            energies.append([(m.vectors_read, m.cell_x2g_sum) for m in chip.matrices])
+            energies.append([(reads.vectors, reads.cell_x2g_us) for reads in chip.reads])
         finally:
             numba.set_num_threads(most)
     for other, energy in zip(results[1:], energies[1:]):

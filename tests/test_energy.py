@@ -9,7 +9,8 @@ from xbar import data
 from xbar.config import (ADC, DAC, Energy, Hardware, Mapping, Subtract, Tile,
                          resolve)
 from xbar.crossbar import program
-from xbar.energy import PARTS, count_operations, energy_report, table3
+from xbar.energy import PARTS, energy_report
+from xbar.reproduce import table3
 from xbar.nets import Network, build
 from xbar.nets.layers import Dense, Flatten
 
@@ -36,7 +37,7 @@ def test_counts_of_a_small_network_by_hand(subtract, operands, rng):
     hw = Hardware(tile=Tile(300, 3), dac=DAC(bits=4, input_slices=2), adc=ADC(bits=6),
                   mapping=Mapping(subtract=subtract), energy=ROUND_ENERGY)
     chip, n = _run(_tiny_network(rng), hw)
-    first, second = count_operations(chip, n)
+    first, second = chip.operation_counts().layers
     # Layer 1: 784 rows -> row tiles 300, 300, 184; 7 columns -> column tiles 3, 3, 1; 2 input slices.
     assert first.vectors == 1
     assert first.array_reads == 2 * 3 * 3
@@ -48,7 +49,7 @@ def test_counts_of_a_small_network_by_hand(subtract, operands, rng):
     assert (second.array_reads, second.rows_driven, second.conversions) == (2 * 4, 2 * 7 * 4, 2 * operands * 10)
     assert second.digital_adds == 10 * (2 * operands - 1) and second.neuron_activations == 0
     # Energy from those counts, by hand.
-    parts = energy_report(chip, n)["layers"][1]["parts_j"]
+    parts = energy_report(chip.operation_counts(), hw)["layers"][1]["parts_j"]
     assert parts["dac"] == pytest.approx(2 * 7 * 4 * 1e-12)
     assert parts["adc"] == pytest.approx(2 * operands * 10 * 10e-15 * 2**6)
     assert parts["digital"] == pytest.approx(10 * (2 * operands - 1) * 30e-15)
@@ -57,12 +58,12 @@ def test_counts_of_a_small_network_by_hand(subtract, operands, rng):
 def test_conv_and_mosaic_vectors_per_image():
     hw = replace(resolve("paper"), energy=ROUND_ENERGY)
     chip, n = _run(build("cnn", seed=0), hw)
-    counts = count_operations(chip, n)
+    counts = chip.operation_counts().layers
     assert [c.vectors for c in counts] == [784, 784, 196, 196, 1, 1]
     assert sum(c.array_reads for c in counts) == 1962  # NOTES.md: 1,962 small VMMs per image
     assert sum(c.neuron_activations for c in counts) == 28 * 28 * 3 * 2 + 14 * 14 * 6 * 2 + 100
     chip, n = _run(build("rnn", timesteps=7, seed=0), hw)
-    core, readout = count_operations(chip, n)
+    core, readout = chip.operation_counts().layers
     assert (core.vectors, core.rows_driven, core.conversions) == (7, 7 * 301, 7 * 400)
     assert core.neuron_activations == 189 * 7 and readout.rows_driven == 401
 
@@ -77,7 +78,7 @@ def test_table_iii_reproduced(shipped_weights):
 
 def test_energy_positive_and_additive_over_layers_and_parts(rng):
     chip, n = _run(build("cnn", seed=1), resolve("sonos"))
-    report = energy_report(chip, n)
+    report = energy_report(chip.operation_counts(), chip.hw)
     assert report["total_j"] > 0 and all(v >= 0 for v in report["parts_j"].values())
     assert report["total_j"] == pytest.approx(sum(layer["total_j"] for layer in report["layers"]))
     assert report["total_j"] == pytest.approx(sum(report["parts_j"].values()))
@@ -96,7 +97,7 @@ def test_energy_grows_with_bits_and_slices(key, values):
     for value in values:
         hw = resolve("reram", [f"{key}={value}", "device.levels=4", "dac.bits=8"])
         chip, n = _run(network, hw)
-        totals.append(energy_report(chip, n)["total_j"])
+        totals.append(energy_report(chip.operation_counts(), hw)["total_j"])
     assert all(b > a for a, b in zip(totals, totals[1:])), totals
 
 
@@ -108,13 +109,17 @@ def test_only_the_cells_energy_depends_on_the_data():
     for batch in (images[:20], images[20:]):
         chip = program(network, hw, 0, images[:8])
         chip.forward(batch, 0)
-        reports.append(energy_report(chip, len(batch)))
+        assert chip.operation_counts().n_images == len(batch)
+        reports.append(energy_report(chip.operation_counts(), hw))
     a, b = reports
     for part in ("dac", "adc", "neurons", "digital"):
         assert a["parts_j"][part] == b["parts_j"][part]
     assert a["parts_j"]["array"] != b["parts_j"]["array"]
-    fixed = [count_operations(program(network, hw, 0, images[:8]), 1)]
-    assert fixed[0][0].array_reads == 0  # nothing counted before inference: calibration is not charged
+    fresh = program(network, hw, 0, images[:8])
+    # Nothing counted before inference: calibration is not charged.
+    assert fresh.images_read == 0 and all(r.vectors == 0 and r.cell_x2g_us == 0 for r in fresh.reads)
+    with pytest.raises(ValueError):
+        fresh.operation_counts()
 
 
 def test_run_json_carries_energy(shipped_weights):

@@ -82,6 +82,10 @@ MALFORMED = {
     "inf-bias": (lambda p: _edit(p, _replace_dataset(
         "layers/02_dense/bias", np.array([np.inf] + [0] * 9, np.float32))), "NaN or Inf"),
     "bad-n-classes": (lambda p: _edit(p, lambda f: f.attrs.__setitem__("n_classes", 7)), "is not (7,)"),
+    "no-layer-attr": (lambda p: _edit(p, lambda f: f["layers/01_dense"].attrs.__delitem__("activation")),
+                      "missing attribute 'activation'"),
+    "wrong-attr-type": (lambda p: _edit(p, lambda f: f["layers/01_dense"].attrs.__setitem__("activation", 3)),
+                        "attribute 'activation' must be str"),
 }
 
 

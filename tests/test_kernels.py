@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from xbar.config import Hardware, Tile
 from xbar.crossbar import AnalogMatrix, InputRange
-from xbar.kernels import convert, devices, rng
+from xbar.device_models import error_model
+from xbar.kernels import convert, rng
 from xbar.kernels.rng import derive_key
 
 from .reference import ref_adc_code, ref_dac_code
@@ -109,15 +110,16 @@ def test_normal_draws_have_unit_moments():
 
 
 @pytest.mark.parametrize("model, g, expected", [
-    (devices.ADDITIVE, 7.0, 0.5 * (20 - 2)),
-    (devices.PROPORTIONAL, 7.0, 0.5 * 7.0),
-    (devices.RERAM_PROGRAM, 100.0, 0.5 * (4.782 - 0.9107)),
-    (devices.SONOS_PROGRAM, 10.0, 0.5 * 19.89 * (1 - np.exp(-1000.0 / 176.3)) / 0.1 * 1e-3),
-    (devices.SONOS_READ, 10.0, 0.5 * 12.58 * (1 - np.exp(-1000.0 / 215.4)) / 0.1 * 1e-3),
-    (devices.PCM_PROGRAM, 12.5, 0.5 * (0.26348 + 1.9650 * 0.5 - 1.1731 * 0.25)),
+    ("additive", 7.0, 0.5 * (20 - 2)),
+    ("proportional", 7.0, 0.5 * 7.0),
+    ("reram-program", 100.0, 0.5 * (4.782 - 0.9107)),
+    ("sonos-program", 10.0, 0.5 * 19.89 * (1 - np.exp(-1000.0 / 176.3)) / 0.1 * 1e-3),
+    ("sonos-read", 10.0, 0.5 * 12.58 * (1 - np.exp(-1000.0 / 215.4)) / 0.1 * 1e-3),
+    ("pcm-program", 12.5, 0.5 * (0.26348 + 1.9650 * 0.5 - 1.1731 * 0.25)),
 ])
 def test_state_dependent_sigma_matches_published_fits(model, g, expected):
-    assert devices.sigma_of_g(g, model, 0.5, 2.0, 20.0, 0.1) == pytest.approx(expected, rel=1e-6)
+    got = error_model(model).sigma_us(np.array([g], np.float32), 0.5, 2.0, 20.0, 0.1)
+    assert got[0] == pytest.approx(expected, rel=1e-6)
 
 
 def test_numba_options_live_only_in_jit_module():

@@ -1,10 +1,12 @@
 """The numpy networks against plain-loop references, PyTorch, and the paper's sizes."""
 
+import h5py
 import numpy as np
 import pytest
 
+from xbar import io
 from xbar.errors import XbarError
-from xbar.nets import build, cnn, mlp, rnn
+from xbar.nets import LAYER_KINDS, Conv2D, Dense, Flatten, MaxPool2D, Mosaic, Network, build, cnn, mlp, rnn
 from xbar.nets.layers import im2col_3x3_same
 
 from .conftest import TOL
@@ -73,3 +75,70 @@ def test_batch_results_do_not_depend_on_batch_size(rng):
     whole = network.forward(x)
     parts = np.concatenate([network.forward(x[:3]), network.forward(x[3:])])
     np.testing.assert_allclose(whole, parts, **TOL[np.float32])
+
+
+def _one_of_each_kind(rng):
+    """A small network holding every layer kind, with parameters away from their defaults where allowed."""
+    def w(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+    layers = [
+        Conv2D(kernel=w(3, 3, 2, 3), bias=w(3), activation="linear"),   # (8, 8, 2) -> (8, 8, 3)
+        MaxPool2D(pool_size=4),                                          # -> (2, 2, 3)
+        Flatten(),                                                       # -> (12,)
+        Mosaic(kernel=w(6, 5), bias=None, timesteps=3, feedback=2),      # 3 steps of 4 inputs, 2 fed back
+        Dense(kernel=w(5, 4), bias=None, activation="linear"),
+    ]
+    return Network("mixed", "none", (8, 8, 2), 4, layers)
+
+
+# The stored attributes of each kind, written out by hand: the file format (docs/format.md) must not
+# change when a layer class does. Integers are stored as int64, strings as variable-length str.
+STORED_ATTRS = {
+    "00_conv2d": {"kind": "conv2d", "activation": "linear", "padding": "same", "strides": 1},
+    "01_maxpool2d": {"kind": "maxpool2d", "pool_size": 4},
+    "02_flatten": {"kind": "flatten"},
+    "03_mosaic": {"kind": "mosaic", "activation": "brelu", "timesteps": 3, "feedback": 2},
+    "04_dense": {"kind": "dense", "activation": "linear"},
+}
+
+
+def test_every_layer_kind_round_trips_its_attributes(tmp_path, rng):
+    network = _one_of_each_kind(rng)
+    assert {layer.kind for layer in network.layers} == set(LAYER_KINDS), "add the new kind to _one_of_each_kind"
+    assert {typ for cls in LAYER_KINDS.values() for typ in cls.attr_types().values()} <= {str, int, float}
+    path = io.save(network, tmp_path / "mixed.h5")
+    with h5py.File(path, "r") as f:
+        stored = {name: dict(group.attrs) for name, group in f["layers"].items()}
+    assert stored == STORED_ATTRS
+    for name, attrs in stored.items():
+        for key, value in attrs.items():
+            assert type(value) is (str if isinstance(STORED_ATTRS[name][key], str) else np.int64), (name, key)
+    loaded = io.load(path)
+    for a, b in zip(network.layers, loaded.layers):
+        assert type(a) is type(b) and a.attrs() == b.attrs()
+        assert all(type(b.attrs()[key]) is typ for key, typ in b.attr_types().items())
+    x = rng.random((3, 8, 8, 2), dtype=np.float32)
+    np.testing.assert_array_equal(network.forward(x), loaded.forward(x))
+
+
+@pytest.mark.parametrize("name, per_layer", [
+    ("mlp-mnist.h5", [300, 0]),                                              # 300 hidden, linear logits
+    ("cnn-mnist.h5", [28 * 28 * 3, 28 * 28 * 3, 14 * 14 * 6, 14 * 14 * 6, 100, 0]),
+    ("rnn-mnist-t7.h5", [189 * 7, 0]),                                       # D_hl = 189 neurons, 7 steps
+])
+def test_neuron_activations_of_the_shipped_networks(name, per_layer, shipped_weights):
+    network = io.load(shipped_weights / name)
+    counts = [layer.neuron_activations(shape) for layer, shape in zip(network.layers, network.shapes[1:])
+              if layer.has_weights]
+    assert counts == per_layer
+    assert sum(layer.neuron_activations(shape) for layer, shape in zip(network.layers, network.shapes[1:])) \
+        == {"mlp-mnist.h5": 300, "cnn-mnist.h5": 28 * 28 * 3 * 2 + 14 * 14 * 6 * 2 + 100,
+            "rnn-mnist-t7.h5": 189 * 7}[name]
+
+
+def test_batch_size_follows_the_widest_operand():
+    # The CNN's widest operand is the second conv's patch matrix, 9 x 28 x 28 x 3 float32 per image;
+    # the MLP's is its 784 pixels.
+    assert cnn().batch_size_for() == (8 << 20) // (4 * 9 * 28 * 28 * 3) == 99
+    assert mlp().batch_size_for(most=10**6) == (8 << 20) // (4 * 784)
+    assert mlp().batch_size_for() == 1000 and cnn().batch_size_for(budget_bytes=1 << 10) == 16

@@ -1,11 +1,18 @@
 """`xbar plot` and `xbar reproduce` (figures need the plot extra)."""
 
+import csv
+import math
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from xbar import reproduce
 from xbar.cli import main
-from xbar.plot import summarize_rows
+from xbar.results import read_rows, summarize_rows
 from xbar.sweep import Spec, run_sweep
 
 pytest.importorskip("matplotlib")
@@ -17,7 +24,7 @@ def test_plot_command_draws_a_png(tmp_path, shipped_weights):
     result = CliRunner().invoke(main, ["plot", str(tmp_path / "r.csv"), "-o", str(tmp_path / "r.png")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    summary = summarize_rows(__import__("xbar.plot", fromlist=["read_rows"]).read_rows(tmp_path / "r.csv"))
+    summary = summarize_rows(read_rows(tmp_path / "r.csv"))
     assert [s["n"] for s in summary] == [3, 3]
     assert all(s["ci_low"] <= s["mean"] <= s["ci_high"] for s in summary)
 
@@ -32,9 +39,17 @@ def test_plot_refuses_a_file_that_is_not_results(tmp_path):
 def test_reproduce_table3_writes_csv_png_markdown(tmp_path):
     result = CliRunner().invoke(main, ["reproduce", "table3", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
+    assert (tmp_path / "table3.png").stat().st_size > 0
+    with open(tmp_path / "table3.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["system"] for r in rows] == [f"{a} {t}" for t in ("RERAM", "SONOS") for a in ("MLP", "RNN", "CNN")]
     markdown = (tmp_path / "table3.md").read_text()
-    assert "CNN SONOS" in markdown and "2084 nJ" in markdown
-    assert (tmp_path / "table3.png").stat().st_size > 0 and (tmp_path / "table3.csv").read_text().count("\n") == 7
+    for row in rows:
+        total, vmm, neurons, paper = (float(row[k]) for k in ("total_j", "vmm_j", "neurons_j", "paper_total_j"))
+        assert total > 0 and vmm > 0 and neurons > 0
+        assert total == pytest.approx(vmm + neurons, rel=1e-12)
+        assert float(row["relative_difference"]) == pytest.approx(total / paper - 1, rel=1e-12, abs=1e-15)
+        assert f"| {row['system']} | {total * 1e9:.4g} nJ |" in markdown
 
 
 def test_reproduce_table2_small(tmp_path, monkeypatch):
@@ -50,8 +65,30 @@ def test_reproduce_table2_small(tmp_path, monkeypatch):
     assert [f.name for f in files] == ["table2.csv", "table2.png", "table2.md"]
     rows = (tmp_path / "table2.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 6 * 4 * 2
-    markdown = (tmp_path / "table2.md").read_text()
-    assert "| CNN F-MNIST |" in markdown and "/ 42.35" in markdown
+    # Our numbers in the markdown are the CSV's, recomputed here: mean and Student-t 95% CI over the 2 chips.
+    accuracies = defaultdict(list)
+    with open(tmp_path / "table2.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            point = (Path(row["weights"]).name, float(row["sigma_syn"]), float(row["sigma_te"]))
+            accuracies[point].append(float(row["accuracy"]))
+    t975_df1 = math.tan(math.pi * 0.475)  # 12.706: with 1 degree of freedom t is Cauchy
+    cell = re.compile(r"(-?[\d.]+) \[(-?[\d.]+), (-?[\d.]+)\] / ([\d.]+)$")
+    label = {v: k for k, v in reproduce.DATASET_LABEL.items()}
+    points = ((0.0, 0.0), (reproduce.SIGMA, 0.0), (0.0, reproduce.SIGMA), (reproduce.SIGMA, reproduce.SIGMA))
+    lines = [line for line in (tmp_path / "table2.md").read_text().splitlines() if re.match(r"\| (MLP|RNN|CNN) ", line)]
+    assert len(lines) == 6
+    for line in lines:
+        name, *cells = [c.strip() for c in line.strip("|").split("|")]
+        arch, dataset = name.split(" ")[0].lower(), label[name.split(" ")[1]]
+        paper = [reproduce.PAPER_NOISE_FREE[(arch, dataset)], *reproduce.PAPER_TABLE2[(arch, dataset)]]
+        for text, (syn, te), paper_value in zip(cells, points, paper):
+            accs = accuracies[(reproduce.weights_name(arch, dataset, timesteps=7), syn, te)]
+            mean, half = np.mean(accs), t975_df1 * np.std(accs, ddof=1) / math.sqrt(len(accs))
+            ours = [float(v) for v in cell.match(text).groups()]
+            # Printed to 2 decimals; the table's t (12.706) is within 2e-5 (relative) of the exact one.
+            expected = [100 * mean, 100 * (mean - half), 100 * (mean + half)]
+            assert ours[:3] == pytest.approx(expected, abs=0.006, rel=1e-4)
+            assert ours[3] == paper_value
 
 
 def test_missing_weights_name_the_recipe(monkeypatch, tmp_path):

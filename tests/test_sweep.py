@@ -11,7 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from xbar.cli import main
-from xbar.sweep import load_spec, run_sweep
+from xbar.errors import XbarError
+from xbar.results import ResultsFile, read_rows, summarize_rows, task_key
+from xbar.sweep import Spec, load_spec, run_sweep
 
 
 def _spec(tmp_path, shipped_weights, body=None, name="spec.toml"):
@@ -127,18 +129,18 @@ def test_a_task_computes_with_one_thread(tmp_path, shipped_weights, monkeypatch)
     import numba
     from threadpoolctl import threadpool_info
 
-    from xbar import simulate
+    import xbar.evaluate
     from xbar.sweep import run_task
 
     seen = {}
-    real_run_chip = simulate.run_chip
+    real_run_chip = xbar.evaluate.run_chip
 
     def spy(*args, **kwargs):
         seen["numba"] = numba.get_num_threads()
         seen["blas"] = {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
         return real_run_chip(*args, **kwargs)
 
-    monkeypatch.setattr(simulate, "run_chip", spy)
+    monkeypatch.setattr(xbar.evaluate, "run_chip", spy)
     blas_before = {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
     numba_before = numba.get_num_threads()
     task = next(load_spec(_spec(tmp_path, shipped_weights)).tasks())
@@ -146,3 +148,66 @@ def test_a_task_computes_with_one_thread(tmp_path, shipped_weights, monkeypatch)
     assert seen == {"numba": 1, "blas": {1}}
     assert numba.get_num_threads() == numba_before
     assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == blas_before
+
+
+# The results table (xbar.results): the bytes it writes, and reading it back by column name.
+
+def _schema_spec():
+    return Spec(weights=("a.h5", "b.h5"), hardware="paper", overrides=(),
+                grid=(("sigma_syn", (0.0, 0.05)), ("adc.bits", (6,)), ("syn_mode", ("read",))),
+                seeds=2, seed=0, limit=None, dataset=None)
+
+
+def _row(task, accuracy):
+    return {"weights": task.weights, "arch": "mlp", "dataset": "mnist", **dict(task.params), "chip": task.chip,
+            "seed": 1000 + task.chip, "accuracy": accuracy, "n_images": 200, "energy_per_inference_j": 4.25e-09,
+            "seconds": 0.125}
+
+
+def test_results_file_writes_the_same_bytes_and_resumes_a_file_written_before(tmp_path):
+    spec = _schema_spec()
+    tasks = list(spec.tasks())
+    out = tmp_path / "r.csv"
+    results = ResultsFile(out, spec.columns, resume=False)
+    for task in tasks[:3]:
+        results.write(_row(task, 0.9))
+    assert out.read_text() == (
+        "weights,arch,dataset,sigma_syn,adc.bits,syn_mode,chip,seed,accuracy,n_images,energy_per_inference_j,seconds\n"
+        "a.h5,mlp,mnist,0.0,6,read,0,1000,0.9,200,4.25e-09,0.125\n"
+        "a.h5,mlp,mnist,0.0,6,read,1,1001,0.9,200,4.25e-09,0.125\n"
+        "a.h5,mlp,mnist,0.05,6,read,0,1000,0.9,200,4.25e-09,0.125\n")
+    with open(out, "a") as fh:
+        fh.write("a.h5,mlp,mnist,0.05,6,re")  # a line cut short by a kill
+    resumed = ResultsFile(out, spec.columns, resume=True)
+    assert resumed.done == {task.key for task in tasks[:3]}
+    assert out.read_text().endswith("0.125\n")
+    with pytest.raises(XbarError, match="are not this spec's"):
+        ResultsFile(out, Spec(("a.h5",), "paper", (), (("sigma_te", (0.0,)),), 1, 0, None, None).columns, True)
+
+
+def test_rows_are_read_by_column_name_not_position(tmp_path):
+    spec = _schema_spec()
+    tasks = list(spec.tasks())
+    out = tmp_path / "r.csv"
+    results = ResultsFile(out, spec.columns, resume=False)
+    for k, task in enumerate(tasks):
+        results.write(_row(task, 0.5 + k / 64))
+    rows = read_rows(out)
+    # The same table with its columns in another order.
+    shuffled = [*reversed(spec.columns)]
+    moved = tmp_path / "moved.csv"
+    with open(moved, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, shuffled, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    moved_rows = read_rows(moved)
+    assert list(moved_rows[0]) == shuffled
+    params = [name for name, _ in spec.grid]
+    assert [task_key(r, params) for r in rows] == [task_key(r, params) for r in moved_rows] \
+        == [task.key for task in tasks]
+    summary = summarize_rows(rows)
+    assert summarize_rows(moved_rows) == summary
+    assert len(summary) == 4 and all(s["n"] == 2 for s in summary)
+    first = next(s for s in summary if s["weights"] == "b.h5" and s["sigma_syn"] == "0.05")
+    assert first["mean"] == pytest.approx((0.5 + 6 / 64 + 0.5 + 7 / 64) / 2)
+    assert (first["adc.bits"], first["syn_mode"], first["arch"]) == ("6", "read", "mlp")

@@ -147,9 +147,7 @@ def run_cmd(weights, hardware_spec, overrides, sigma_syn, syn_mode, dataset, lim
             seed, batch_size, as_json):
     """Accuracy and speed of a network over chip instances (default: the shipped MNIST MLP)."""
     from .config import resolve
-    from .energy import PARTS
-    from .simulate import chip_seed, run_chip, with_sigma_syn
-    from .stats import summarize
+    from .evaluate import run_chips, with_sigma_syn
 
     if hardware_spec is None and (overrides or sigma_syn is not None):
         raise XbarError("--set and --sigma-syn need --hardware (e.g. --hardware paper)")
@@ -158,47 +156,26 @@ def run_cmd(weights, hardware_spec, overrides, sigma_syn, syn_mode, dataset, lim
     network = _load_weights(weights)
     dataset = dataset or network.dataset
     images, labels = data.load(dataset, "test", limit=limit)
-    chip_seeds = [chip_seed(seed, index) for index in range(n_seeds)]
-    accuracies, energies, infer_seconds, program_seconds = [], [], 0.0, 0.0
-    started = time.perf_counter()
     with _progress_bar(len(images) * n_seeds, "run") as bar:
-        for one_seed in chip_seeds:
-            result = run_chip(network, hw, images, labels, one_seed, sigma_te=sigma_te, batch_size=batch_size,
-                              progress=bar.update)
-            accuracies.append(result.accuracy)
-            infer_seconds += result.seconds
-            program_seconds += result.program_seconds
-            if result.energy is not None:
-                energies.append(result.energy)
-    summary = summarize(accuracies)
-    n_images = len(images)
-    report = {
-        "weights": str(weights), "dataset": dataset, "n_images": n_images,
-        "accuracy": summary["mean"], "accuracy_std": summary["std"], "accuracy_ci95": summary["ci95"],
-        "accuracies": accuracies, "seed": seed, "chip_seeds": chip_seeds,
-        "energy_per_inference_j": float(np.mean([e["total_j"] for e in energies])) if energies else None,
-        "energy_breakdown": {part: float(np.mean([e["parts_j"][part] for e in energies])) for part in PARTS}
-        if energies else None,
-        "sigma_te": sigma_te, "sigma_syn": sigma_syn, "syn_mode": syn_mode,
-        "seconds": time.perf_counter() - started, "program_seconds": program_seconds,
-        "images_per_second": n_images * n_seeds / infer_seconds if infer_seconds > 0 else None,
-        "hardware": None if hw is None else hw.to_dict(),
-    }
+        summary = run_chips(network, hw, images, labels, seed, n_seeds, sigma_te=sigma_te, batch_size=batch_size,
+                            progress=bar.update)
+    report = summary.to_dict(weights=str(weights), dataset=dataset, sigma_syn=sigma_syn, syn_mode=syn_mode)
     if as_json:
         click.echo(json.dumps(report))
         return
     label = "float32 reference" if hw is None else hw.name
-    click.echo(f"{weights} on {dataset}: {n_images} images x {n_seeds} chip instance(s), hardware {label}, "
+    click.echo(f"{weights} on {dataset}: {summary.n_images} images x {n_seeds} chip instance(s), hardware {label}, "
                f"sigma_syn {sigma_syn or 0} ({syn_mode}), sigma_te {sigma_te}")
     if n_seeds > 1:
-        click.echo("accuracies: " + " ".join(f"{a:.4f}" for a in accuracies))
-        low, high = summary["ci95"]
-        click.echo(f"accuracy {summary['mean']:.4f} +- {summary['std']:.4f} (std), 95% CI [{low:.4f}, {high:.4f}]")
+        click.echo("accuracies: " + " ".join(f"{a:.4f}" for a in summary.accuracies))
+        low, high = summary.accuracy_ci95
+        click.echo(f"accuracy {summary.accuracy:.4f} +- {summary.accuracy_std:.4f} (std), "
+                   f"95% CI [{low:.4f}, {high:.4f}]")
     else:
-        click.echo(f"accuracy {summary['mean']:.4f}")
-    if energies:
-        click.echo(f"energy {report['energy_per_inference_j'] * 1e9:.3f} nJ per inference")
-    click.echo(f"{report['images_per_second']:,.0f} images/s inference, {report['seconds']:.1f} s in all")
+        click.echo(f"accuracy {summary.accuracy:.4f}")
+    if summary.energy_per_inference_j is not None:
+        click.echo(f"energy {summary.energy_per_inference_j * 1e9:.3f} nJ per inference")
+    click.echo(f"{summary.images_per_second:,.0f} images/s inference, {summary.seconds:.1f} s in all")
 
 
 @main.command("energy")
@@ -222,7 +199,7 @@ def energy_cmd(weights, hardware_spec, overrides, n_images, seed, as_json):
     chip = program(network, hw, seed, images[:hw.calibration_images])
     chip.forward(images, 0)
     report = {"weights": str(weights), "hardware": hw.name, "n_images": len(images),
-              **energy_report(chip, len(images))}
+              **energy_report(chip.operation_counts(), hw)}
     if as_json:
         report["hardware"] = hw.to_dict()
         click.echo(json.dumps(report))
@@ -266,7 +243,8 @@ def sweep_cmd(spec_path, output, resume, workers, scheduler):
 @click.option("--x", "x_param", default=None, help="Swept parameter on the x axis (default: sigma_syn or the first).")
 def plot_cmd(results, output, x_param):
     """Plot a sweep's accuracy (mean and 95% confidence band over chip instances)."""
-    from .plot import plot_sweep, read_rows
+    from .plot import plot_sweep
+    from .results import read_rows
 
     plot_sweep(read_rows(results), output, x=x_param)
     click.echo(f"{output}")

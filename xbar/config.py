@@ -3,10 +3,10 @@
 A :class:`Hardware` holds a :class:`Device`, a :class:`Mapping`, a :class:`DAC`,
 an :class:`ADC` and a :class:`Tile`. Conductances are in microsiemens (uS),
 voltages in volts, currents in microamperes (uS x V = uA), times in seconds.
-Relative widths (``prog_sigma``, ``read_sigma``) are fractions: of the
-conductance range (g_max - g_min) for the ``additive`` model, of G for
-``proportional``, and a scale factor on a published sigma(G) fit for the
-state-dependent models.
+Relative widths (``prog_sigma``, ``read_sigma``) scale the error model named by
+``prog_model`` / ``read_model`` (:mod:`xbar.device_models`): a fraction of the
+conductance range (g_max - g_min) for ``additive``, of G for ``proportional``,
+and a scale factor on a published sigma(G) fit for the state-dependent models.
 
 Presets (``PRESETS``) and their sources:
 
@@ -43,24 +43,8 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
+from .device_models import error_model
 from .errors import ConfigError
-
-
-class ErrorModel(str, Enum):
-    """How the width of a conductance error depends on the conductance G."""
-
-    ADDITIVE = "additive"
-    """sigma_G = sigma (g_max - g_min)."""
-    PROPORTIONAL = "proportional"
-    """sigma_G = sigma G."""
-    RERAM_PROGRAM = "reram-program"
-    """sigma_G = sigma (-0.009107 G + 4.782 uS), Milo et al. 2021."""
-    SONOS_PROGRAM = "sonos-program"
-    """sigma_I = sigma 19.89 nA (1 - exp(-I / 176.3 nA)), I = G V_read, Agrawal et al. 2022."""
-    SONOS_READ = "sonos-read"
-    """sigma_I = sigma 12.58 nA (1 - exp(-I / 215.4 nA)), Agrawal et al. 2022."""
-    PCM_PROGRAM = "pcm-program"
-    """sigma_G = sigma (0.26348 + 1.9650 g - 1.1731 g^2) uS, g = G / 25 uS, Joshi et al. 2020."""
 
 
 class ReadNoiseMode(str, Enum):
@@ -133,12 +117,12 @@ class Device:
     """Read voltage at full input (V)."""
     levels: int = 0
     """Programmable states per device, evenly spaced in [g_min, g_max]; 0 = continuous."""
-    prog_model: ErrorModel = ErrorModel.ADDITIVE
-    """Programming error model (static: drawn once per chip instance)."""
+    prog_model: str = "additive"
+    """Programming error model, a name in :data:`xbar.device_models.ERROR_MODELS` (static: drawn once per chip)."""
     prog_sigma: float = 0.0
     """Programming error width (fraction; see the module docstring)."""
-    read_model: ErrorModel = ErrorModel.ADDITIVE
-    """Read noise model (dynamic: drawn again at every array read)."""
+    read_model: str = "additive"
+    """Read noise model, a name in :data:`xbar.device_models.ERROR_MODELS` (dynamic: drawn at every array read)."""
     read_sigma: float = 0.0
     """Read noise width (fraction; see the module docstring)."""
     read_noise_mode: ReadNoiseMode = ReadNoiseMode.COLUMN
@@ -159,6 +143,11 @@ class Device:
     """Clip programmed conductances to [g_min, g_max]."""
 
     def __post_init__(self):
+        for name in ("prog_model", "read_model"):
+            try:
+                error_model(getattr(self, name))
+            except ConfigError as exc:
+                raise ConfigError(f"device.{name}: {exc}") from None
         _check(self.g_min_us >= 0, f"device.g_min_us must be >= 0, got {self.g_min_us}")
         _check(self.g_min_us < self.g_max_us,
                f"device.g_min_us ({self.g_min_us}) must be < device.g_max_us ({self.g_max_us})")
@@ -245,6 +234,9 @@ class Tile:
 
     rows: int = 256
     cols: int = 256
+    solver: str = "dense"
+    """How a tile read is computed (:data:`xbar.crossbar.array.ARRAY_SOLVERS`): ``dense`` is ideal wires,
+    one matrix product per tile with read noise per device or per column."""
 
     def __post_init__(self):
         _check(self.rows >= 1 and self.cols >= 1, f"tile.rows and tile.cols must be >= 1, got {self.rows}x{self.cols}")
@@ -326,22 +318,22 @@ PRESETS: dict[str, Hardware] = {
     "reram": Hardware(
         name="reram",
         device=Device(g_min_us=50.0, g_max_us=225.0, v_read_v=0.1,
-                      prog_model=ErrorModel.RERAM_PROGRAM, prog_sigma=1.0),
+                      prog_model="reram-program", prog_sigma=1.0),
         dac=DAC(bits=8), adc=ADC(bits=8, range=ADCRange.CALIBRATED), tile=Tile(256, 256),
         energy=RERAM_ENERGY,
     ),
     "sonos": Hardware(
         name="sonos",
         device=Device(g_min_us=16.0e-7, g_max_us=16.0, v_read_v=0.1,
-                      prog_model=ErrorModel.SONOS_PROGRAM, prog_sigma=1.0,
-                      read_model=ErrorModel.SONOS_READ, read_sigma=1.0),
+                      prog_model="sonos-program", prog_sigma=1.0,
+                      read_model="sonos-read", read_sigma=1.0),
         dac=DAC(bits=8), adc=ADC(bits=8, range=ADCRange.CALIBRATED), tile=Tile(256, 256),
         energy=SONOS_ENERGY,
     ),
     "pcm": Hardware(
         name="pcm",
         device=Device(g_min_us=0.25, g_max_us=25.0, v_read_v=0.2,
-                      prog_model=ErrorModel.PCM_PROGRAM, prog_sigma=1.0,
+                      prog_model="pcm-program", prog_sigma=1.0,
                       drift_nu_mean=0.05, drift_nu_std=0.02, drift_t0_s=20.0, read_time_s=3600.0),
         dac=DAC(bits=8), adc=ADC(bits=8, range=ADCRange.CALIBRATED), tile=Tile(256, 256),
         energy=RERAM_ENERGY,  # no published periphery numbers for this chip: ReRAM's, not calibrated

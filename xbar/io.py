@@ -92,27 +92,18 @@ def _read_array(group, name: str, where: str) -> np.ndarray:
     return np.asarray(array)
 
 
-_WEIGHT_PARAMS = {"activation": str}
-_LAYER_PARAMS = {
-    "dense": _WEIGHT_PARAMS,
-    "conv2d": {**_WEIGHT_PARAMS, "padding": str, "strides": int},
-    "mosaic": {**_WEIGHT_PARAMS, "timesteps": int, "feedback": int},
-    "maxpool2d": {"pool_size": int},
-    "flatten": {},
-}
-
-
 def _read_layer(group, where: str):
     kind = _attr(group, "kind", where)
     if kind not in LAYER_KINDS:
         raise WeightsFormatError(f"{where}: unknown layer kind {kind!r}")
+    cls = LAYER_KINDS[kind]
     params = {}
-    for key, typ in _LAYER_PARAMS[kind].items():
+    # Each kind declares its attributes (Layer.attr_types), so a new kind needs nothing here.
+    for key, typ in cls.attr_types().items():
         value = _attr(group, key, where)
         if not isinstance(value, typ) or isinstance(value, bool):
             raise WeightsFormatError(f"{where}: attribute {key!r} must be {typ.__name__}, got {value!r}")
         params[key] = value
-    cls = LAYER_KINDS[kind]
     if issubclass(cls, WeightLayer):
         params["kernel"] = _read_array(group, "kernel", where)
         params["bias"] = _read_array(group, "bias", where) if "bias" in group else None

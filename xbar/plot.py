@@ -1,59 +1,19 @@
 """Figures of sweep results (matplotlib: the ``plot`` extra).
 
-:func:`summarize_rows` groups result rows by everything but the chip instance
-and gives mean accuracy with a 95% confidence interval; :func:`plot_sweep`
-draws accuracy against one swept parameter with that interval as a band.
+:func:`plot_sweep` draws accuracy against one swept parameter: the mean over
+chip instances with its 95% confidence interval as a band, from
+:func:`xbar.results.summarize_rows`.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 from collections import defaultdict
 from pathlib import Path
 
 from ._files import atomic_path
 from .errors import XbarError
-from .stats import summarize
-
-NON_PARAMS = {"weights", "arch", "dataset", "chip", "seed", "accuracy", "n_images", "energy_per_inference_j",
-              "seconds"}
-
-
-def read_rows(path: str | os.PathLike) -> list[dict]:
-    """Rows of a results CSV (strings)."""
-    try:
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise XbarError(f"{path}: cannot read ({exc.strerror})") from None
-    if not rows or "accuracy" not in rows[0]:
-        raise XbarError(f"{path}: not an xbar results file (no rows, or no 'accuracy' column)")
-    return rows
-
-
-def swept_params(rows: list[dict]) -> list[str]:
-    """Parameter columns of a results file, in file order."""
-    return [c for c in rows[0] if c not in NON_PARAMS]
-
-
-def summarize_rows(rows: list[dict]) -> list[dict]:
-    """One entry per (weights, parameters): mean, std and 95% CI of accuracy over chip instances."""
-    params = swept_params(rows)
-    groups: dict[tuple, list[float]] = defaultdict(list)
-    first: dict[tuple, dict] = {}
-    for row in rows:
-        key = (row["weights"], *(row[p] for p in params))
-        groups[key].append(float(row["accuracy"]))
-        first.setdefault(key, row)
-    out = []
-    for key, accs in groups.items():
-        stats = summarize(accs)
-        row = first[key]
-        out.append({"weights": row["weights"], "arch": row["arch"], "dataset": row["dataset"],
-                    **{p: row[p] for p in params}, "n": len(accs), "mean": stats["mean"], "std": stats["std"],
-                    "ci_low": stats["ci95"][0], "ci_high": stats["ci95"][1]})
-    return out
+from .results import summarize_rows, swept_params
 
 
 def _number(text: str) -> float | None:

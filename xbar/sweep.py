@@ -23,9 +23,7 @@ killed at any moment and resumed loses and doubles nothing.
 from __future__ import annotations
 
 import contextlib
-import csv
 import functools
-import io as _io
 import itertools
 import os
 import time
@@ -35,10 +33,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .errors import ConfigError, XbarError
+from .results import ResultsFile, header, task_key
 
 PAPER_KNOBS = ("sigma_syn", "sigma_te", "syn_mode")
 SPEC_KEYS = {"name", "weights", "hardware", "seeds", "seed", "limit", "dataset", "set", "grid", "batch_size"}
-RESULT_COLUMNS = ("chip", "seed", "accuracy", "n_images", "energy_per_inference_j", "seconds")
 
 
 @dataclass(frozen=True)
@@ -59,8 +57,8 @@ class Spec:
 
     @property
     def columns(self) -> list[str]:
-        """CSV columns: weights, arch, dataset, the swept parameters, then the results."""
-        return ["weights", "arch", "dataset", *(name for name, _ in self.grid), *RESULT_COLUMNS]
+        """CSV columns: weights, arch, dataset, the swept parameters, then the results (:mod:`xbar.results`)."""
+        return header(name for name, _ in self.grid)
 
     def tasks(self) -> Iterator[Task]:
         """Every task, weights-major, then grid points in order, then chip instances."""
@@ -84,11 +82,8 @@ class Task:
     @property
     def key(self) -> tuple[str, ...]:
         """Identity of the task's row in the results file (strings, as the CSV holds them)."""
-        return (self.weights, *(_fmt(v) for _, v in self.params), str(self.chip))
-
-
-def _fmt(value: Any) -> str:
-    return repr(value) if isinstance(value, float) else str(value)
+        return task_key({"weights": self.weights, **dict(self.params), "chip": self.chip},
+                        [name for name, _ in self.params])
 
 
 def _resolve_path(text: str, base: Path) -> str:
@@ -161,7 +156,7 @@ def load_spec(path: str | os.PathLike) -> Spec:
 def task_hardware(base, overrides, params):
     """The chip of a task: ``base`` with the fixed overrides, then the swept keys, then the paper's knobs."""
     from .config import apply_overrides
-    from .simulate import SYN_MODES, with_sigma_syn
+    from .evaluate import SYN_MODES, with_sigma_syn
 
     values = dict(params)
     knobs = {k: values.pop(k) for k in PAPER_KNOBS if k in values}
@@ -194,7 +189,7 @@ def run_task(task: Task) -> dict:
     """Run one task and return its row (pure: the same task gives the same row anywhere)."""
     from ._threads import one_thread
     from .config import resolve
-    from .simulate import chip_seed, run_chip
+    from .evaluate import chip_seed, run_chip
 
     spec = task.spec
     network = _network(task.weights, os.path.getmtime(task.weights))
@@ -214,53 +209,6 @@ def run_task(task: Task) -> dict:
         "n_images": result.n_images, "energy_per_inference_j": result.energy["total_j"],
         "seconds": round(time.perf_counter() - started, 3),
     }
-
-
-class ResultsFile:
-    """The results CSV: header once, then one complete line per ``write`` call, flushed."""
-
-    def __init__(self, path: str | os.PathLike, columns: list[str], resume: bool):
-        self.path, self.columns = Path(path), columns
-        self.done: set[tuple[str, ...]] = set()
-        exists = self.path.exists() and self.path.stat().st_size > 0
-        if exists and not resume:
-            raise XbarError(f"{self.path} exists: pass --resume to continue it, or choose another file")
-        if exists:
-            self._read_existing()
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(self._line(columns))
-
-    def _read_existing(self) -> None:
-        raw = self.path.read_bytes()
-        if not raw.endswith(b"\n"):
-            # A line cut short by a kill: drop it (its task will run again).
-            cut = raw.rfind(b"\n") + 1
-            with open(self.path, "r+b") as fh:
-                fh.truncate(cut)
-            raw = raw[:cut]
-        reader = csv.reader(_io.StringIO(raw.decode()))
-        header = next(reader, None)
-        if header != self.columns:
-            raise XbarError(f"{self.path}: its columns {header} are not this spec's {self.columns}")
-        n_params = len(self.columns) - 3 - len(RESULT_COLUMNS)
-        for row in reader:
-            self.done.add((row[0], *row[3:3 + n_params], row[3 + n_params]))
-
-    def _line(self, values) -> str:
-        buffer = _io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(values)
-        return buffer.getvalue()
-
-    def write(self, row: dict) -> None:
-        """Append one row with a single write on an O_APPEND descriptor, then fsync."""
-        data = self._line([_fmt(row[c]) for c in self.columns]).encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 _ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",

@@ -21,7 +21,6 @@ import numpy as np
 from . import __version__, data
 from .errors import XbarError
 from .nets import build
-from .nets.layers import Conv2D, Dense, Flatten, MaxPool2D, Mosaic
 from .nets.network import Network
 
 
@@ -63,7 +62,7 @@ def _require_torch():
 def _torch_module(network: Network, sigma_neu: float, generator):
     """A torch.nn.Module computing the same function as ``network``."""
     torch = _require_torch()
-    nn, F = torch.nn, torch.nn.functional
+    nn = torch.nn
 
     class TorchNet(nn.Module):
         def __init__(self):
@@ -90,30 +89,14 @@ def _torch_module(network: Network, sigma_neu: float, generator):
             x = x.reshape((x.shape[0],) + network.input_shape)
             w = 0
             for layer in network.layers:
-                if isinstance(layer, (Dense, Conv2D, Mosaic)):
+                # Each layer kind mirrors itself in torch (Layer.torch_forward); weight layers take
+                # their trainable kernel and bias in the order of network.weight_layers.
+                kernel = bias = None
+                if layer.has_weights:
                     kernel = self.kernels[w]
                     bias = None if self.bias_index[w] is None else self.biases[self.bias_index[w]]
                     w += 1
-                if isinstance(layer, Flatten):
-                    x = x.reshape(x.shape[0], -1)
-                elif isinstance(layer, MaxPool2D):
-                    x = F.max_pool2d(x.permute(0, 3, 1, 2), layer.pool_size).permute(0, 2, 3, 1)
-                elif isinstance(layer, Dense):
-                    z = x @ kernel
-                    x = self._act(z if bias is None else z + bias, layer.activation)
-                elif isinstance(layer, Conv2D):
-                    z = F.conv2d(x.permute(0, 3, 1, 2), kernel.permute(3, 2, 0, 1), bias, padding=1)
-                    x = self._act(z.permute(0, 2, 3, 1), layer.activation)
-                elif isinstance(layer, Mosaic):
-                    n_step, fb = layer.n_step, layer.feedback
-                    out = x.new_zeros((x.shape[0], kernel.shape[1]))
-                    for step in range(layer.timesteps):
-                        rows = torch.cat([x[:, step * n_step:(step + 1) * n_step], out[:, :fb]], dim=1)
-                        z = rows @ kernel
-                        out = self._act(z if bias is None else z + bias, layer.activation)
-                    x = out
-                else:
-                    raise XbarError(f"training does not support layer kind {layer.kind!r}")
+                x = layer.torch_forward(torch, x, kernel, bias, self._act)
             return x
 
         def export(self):

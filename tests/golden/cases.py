@@ -10,7 +10,7 @@ from xbar import data, io
 from xbar.config import resolve
 from xbar.crossbar import program
 from xbar.energy import energy_report
-from xbar.simulate import with_sigma_syn
+from xbar.evaluate import with_sigma_syn
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 N_IMAGES = 200
@@ -42,4 +42,4 @@ def run_case(net: str, config: str, seed: int) -> tuple[np.ndarray, dict]:
     hw = CONFIGS[config]()
     chip = program(network, hw, seed, images[:hw.calibration_images])
     logits = chip.forward(images, 0)
-    return logits, energy_report(chip, len(images))
+    return logits, energy_report(chip.operation_counts(), hw)

@@ -1,9 +1,9 @@
 """Converter kernels: DAC input quantization and ADC conversion with digital accumulation.
 
 DAC: x is clipped to [0, x_max] (unsigned) or [-x_max, x_max] (signed) and
-quantized to integer codes q = round(|x| / x_max (2^b' - 1)) with sign, where
-b' = bits for unsigned and bits - 1 for signed (sign-magnitude); the array
-is driven with q / (2^b' - 1).
+quantized to integer codes q = round(|x| / x_max (2^bits - 1)) with the sign
+of x (sign-magnitude: a signed DAC has 2^bits - 1 magnitude levels and a sign);
+the array is driven with q / (2^bits - 1).
 
 ADC: a current I (uA) is converted with a step of I_max / (2^bits - 1)
 (unsigned, codes 0 .. 2^bits - 1) or I_max / 2^(bits - 1) (signed, two's

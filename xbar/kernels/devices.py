@@ -1,8 +1,13 @@
 """Device kernels: conductance-dependent error widths, programming error, stuck-at faults, drift.
 
-All act in place on a flat float32 array of conductances (uS) whose index is
-the device's counter in its stream, so a device's draws do not depend on how
-the work is split across threads.
+All act on flat arrays of conductances (uS) whose index is the device's
+counter in its stream, so a device's draws do not depend on how the work is
+split across threads.
+
+An error width sigma(G) is one of a few closed forms (``FORMS``), each taking
+a parameter vector; the device models of :mod:`xbar.device_models` name a form
+and its parameters, so a new published fit is a new registry entry, not a new
+kernel.
 """
 
 import math
@@ -12,52 +17,50 @@ import numpy as np
 from ._jit import jit, pjit, prange
 from .rng import normal, uniform
 
-# Error model codes (xbar.config.ErrorModel, in order).
-ADDITIVE, PROPORTIONAL, RERAM_PROGRAM, SONOS_PROGRAM, SONOS_READ, PCM_PROGRAM = range(6)
+# The closed forms of sigma(G) (uS); ``p`` is the model's parameter vector (float64).
+RANGE = 0
+"""scale (g_max - g_min)."""
+PROPORTIONAL = 1
+"""scale |G|."""
+CLAMPED_QUADRATIC = 2
+"""scale max(p0 + p1 x + p2 x^2, 0) uS with x = G / p3."""
+SATURATING_CURRENT = 3
+"""scale p0 nA (1 - exp(-I / p1 nA)) / V_read with I = G V_read: a current noise that saturates (nA / V = 1e-3 uS)."""
+FORMS = {"range": RANGE, "proportional": PROPORTIONAL, "clamped-quadratic": CLAMPED_QUADRATIC,
+         "saturating-current": SATURATING_CURRENT}
 
 
 @jit
-def sigma_of_g(g, model, scale, g_min, g_max, v_read):
-    """Error width (uS) of a device at conductance ``g`` (uS) under error model ``model``.
-
-    Notes
-    -----
-    additive: scale (g_max - g_min); proportional: scale g;
-    reram-program: scale (4.782 - 0.009107 g) (Milo et al. 2021);
-    sonos-program: scale 19.89 nA (1 - exp(-I / 176.3 nA)) / V_read with I = g V_read
-    (Agrawal et al. 2022); sonos-read: the same with 12.58 nA and 215.4 nA;
-    pcm-program: scale (0.26348 + 1.9650 x - 1.1731 x^2), x = g / 25 uS (Joshi et al. 2020).
-    nA / V = 1e-3 uS.
-    """
-    if model == ADDITIVE:
+def sigma_of_g(g, form, p, scale, g_min, g_max, v_read):
+    """Error width (uS) of a device at conductance ``g`` (uS) under closed form ``form`` with parameters ``p``."""
+    if form == RANGE:
         return scale * (g_max - g_min)
-    if model == PROPORTIONAL:
+    if form == PROPORTIONAL:
         return scale * abs(g)
-    if model == RERAM_PROGRAM:
-        return scale * max(4.782 - 0.009107 * g, 0.0)
-    if model == SONOS_PROGRAM or model == SONOS_READ:
+    if form == CLAMPED_QUADRATIC:
+        x = g / p[3]
+        return scale * max(p[0] + p[1] * x + p[2] * x * x, 0.0)
+    if form == SATURATING_CURRENT:
         i_na = g * v_read * 1e3
-        amp, knee = (19.89, 176.3) if model == SONOS_PROGRAM else (12.58, 215.4)
-        return scale * amp * (1.0 - math.exp(-max(i_na, 0.0) / knee)) / v_read * 1e-3
-    if model == PCM_PROGRAM:
-        x = g / 25.0
-        return scale * max(0.26348 + 1.9650 * x - 1.1731 * x * x, 0.0)
+        return scale * p[0] * (1.0 - math.exp(-max(i_na, 0.0) / p[1])) / v_read * 1e-3
     return math.nan
 
 
 @pjit
-def sigma_map(g, model, scale, g_min, g_max, v_read, out):
-    """``out[k] = sigma_of_g(g[k], ...)`` over flat arrays (uS)."""
+def sigma_map(g, form, p, scale, g_min, g_max, v_read, out):
+    """``out[k] = sigma_of_g(g[k], ...)`` over flat arrays (uS); ``out`` float32 or float64."""
     for k in prange(g.size):
-        out[k] = sigma_of_g(g[k], model, scale, g_min, g_max, v_read)
+        out[k] = sigma_of_g(g[k], form, p, scale, g_min, g_max, v_read)
 
 
 @pjit
-def add_programming_error(g, key, model, scale, g_min, g_max, v_read):
-    """``g[k] += sigma_of_g(g[k]) z_k`` in place, z_k = normal(key, k): static error of a chip instance."""
+def add_scaled_normal(g, sigma, key):
+    """``g[k] += sigma[k] z_k`` in place, z_k = normal(key, k): the static programming error of a chip instance.
+
+    ``sigma`` is float64 (uS), so that the sum is formed in float64 and rounded once into float32 ``g``.
+    """
     for k in prange(g.size):
-        s = sigma_of_g(g[k], model, scale, g_min, g_max, v_read)
-        g[k] = g[k] + s * normal(key, np.uint64(k))
+        g[k] = g[k] + sigma[k] * normal(key, np.uint64(k))
 
 
 @pjit

@@ -5,12 +5,21 @@ matrices themselves: each is handed a ``matmul`` callable that maps a
 (batch, n_in) float32 array to (batch, n_out), bias included. The ideal one is
 :class:`IdealMatrix`; the crossbar substitutes its analog tiles for it, so ideal
 and analog execution share this code.
+
+A layer kind is defined in one place, its class here: the dataclass fields
+are its HDF5 attributes (name and type, read and written by :mod:`xbar.io`),
+``output_shape`` and ``forward`` its numpy pass, ``torch_forward`` the PyTorch
+mirror that :mod:`xbar.train` trains, ``neuron_activations`` and
+``operand_width`` its operation counts. A new kind is one class here, listed
+in :data:`LAYER_KINDS`, plus its plain-loop reference in ``tests/reference.py``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+import math
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -20,7 +29,13 @@ from ..errors import XbarError
 Matmul = Callable[[np.ndarray], np.ndarray]
 """(batch, n_in) float32 -> (batch, n_out) float32, bias included."""
 
+TorchAct = Callable[[Any, str], Any]
+"""(pre-activation tensor, activation name) -> tensor: the activation as training applies it (noise included)."""
+
 ACTIVATIONS = ("brelu", "linear")
+
+_DATASET = {"hdf5": "dataset"}
+"""Field metadata of an array stored as an HDF5 dataset; every other field is an HDF5 attribute."""
 
 
 def bounded_relu(x: np.ndarray) -> np.ndarray:
@@ -61,17 +76,80 @@ class Layer:
         """Apply the layer to a batch ``x`` (batch first), using ``matmul`` for weight products."""
         raise NotImplementedError
 
+    def torch_forward(self, torch, x, kernel, bias, act: TorchAct):
+        """The PyTorch mirror of :meth:`forward`, which :mod:`xbar.train` trains.
+
+        Parameters
+        ----------
+        torch : module
+            The ``torch`` module, passed in so that only :mod:`xbar.train` imports it.
+        x : torch.Tensor, float32, shape (batch, ...)
+            A batch in the numpy layout (NHWC, batch first).
+        kernel, bias : torch.Tensor or None
+            This layer's trainable kernel (same shape as ``self.kernel``) and bias
+            (None without one); both None for layers without weights.
+        act : callable(tensor, activation name) -> tensor
+            The activation with its training noise.
+
+        Returns
+        -------
+        torch.Tensor, float32, shape (batch,) + output_shape
+            The same numbers :meth:`forward` computes with an ideal ``matmul``
+            (``tests/test_nets.py::test_forward_matches_pytorch``).
+        """
+        raise XbarError(f"training does not support layer kind {self.kind!r}")
+
+    @classmethod
+    def attr_types(cls) -> dict[str, type]:
+        """HDF5 attributes of this kind (besides ``kind``): name -> Python type, in field order.
+
+        They are the dataclass fields not marked as datasets, typed by their
+        annotations, so declaring a field declares its attribute; :mod:`xbar.io`
+        writes :meth:`attrs` and checks what it reads against these types, which
+        must therefore be plain ``str``, ``int`` or ``float`` (HDF5 scalars).
+        """
+        hints = typing.get_type_hints(cls)
+        return {f.name: hints[f.name] for f in fields(cls) if f.metadata.get("hdf5") != "dataset"}
+
     def attrs(self) -> dict:
-        """Parameters stored as HDF5 attributes of this layer (besides ``kind``)."""
-        return {}
+        """Parameters stored as HDF5 attributes of this layer (besides ``kind``): name -> value."""
+        return {name: getattr(self, name) for name in self.attr_types()}
+
+    def neuron_activations(self, output_shape: tuple[int, ...]) -> int:
+        """Hidden bounded-ReLU activations of one layer per inference.
+
+        Dense and conv: every output. Mosaic: the D_hl fed-back neurons at each of
+        the t steps, as the paper counts them (189 x 7 = 1,323 at t = 7: its 66 pJ).
+        The logits (linear) count none, nor do layers without an activation.
+
+        Parameters
+        ----------
+        output_shape : tuple of int
+            Shape of one output sample of this layer (``Network.shapes[i + 1]``).
+
+        Returns
+        -------
+        int
+            Activations (neuron evaluations) per inference.
+        """
+        return 0
+
+    def operand_width(self, input_shape: tuple[int, ...]) -> int:
+        """Float32 numbers per sample in the largest array this layer's forward pass reads.
+
+        The input itself (prod(input_shape)) unless the layer expands it, as a
+        convolution's patch matrix does; :meth:`Network.batch_size_for` sizes
+        batches by it.
+        """
+        return math.prod(input_shape)
 
 
 @dataclass
 class WeightLayer(Layer):
     """A layer computing an affine map through one weight matrix."""
 
-    kernel: np.ndarray = field(default=None, repr=False)
-    bias: np.ndarray | None = field(default=None, repr=False)
+    kernel: np.ndarray = field(default=None, repr=False, metadata=_DATASET)
+    bias: np.ndarray | None = field(default=None, repr=False, metadata=_DATASET)
     activation: str = "brelu"
     has_weights: ClassVar[bool] = True
 
@@ -95,8 +173,9 @@ class WeightLayer(Layer):
         """The ideal float32 product of this layer."""
         return IdealMatrix(self.kernel2d, self.bias)
 
-    def attrs(self) -> dict:
-        return {"activation": self.activation}
+    def neuron_activations(self, output_shape):
+        """Every output (prod(output_shape)) if the activation is the bounded ReLU, else 0."""
+        return math.prod(output_shape) if self.activation == "brelu" else 0
 
 
 @dataclass
@@ -114,6 +193,10 @@ class Dense(WeightLayer):
 
     def forward(self, x, matmul):
         return _activate(matmul(x), self.activation)
+
+    def torch_forward(self, torch, x, kernel, bias, act):
+        z = x @ kernel
+        return act(z if bias is None else z + bias, self.activation)
 
 
 def im2col_3x3_same(x: np.ndarray) -> np.ndarray:
@@ -164,8 +247,14 @@ class Conv2D(WeightLayer):
         y = matmul(im2col_3x3_same(x))
         return _activate(y, self.activation).reshape(b, h, w, -1)
 
-    def attrs(self):
-        return {"activation": self.activation, "padding": self.padding, "strides": self.strides}
+    def torch_forward(self, torch, x, kernel, bias, act):
+        # torch convolves NCHW with OIHW kernels; padding=1 is "same" for a 3x3 kernel.
+        z = torch.nn.functional.conv2d(x.permute(0, 3, 1, 2), kernel.permute(3, 2, 0, 1), bias, padding=1)
+        return act(z.permute(0, 2, 3, 1), self.activation)
+
+    def operand_width(self, input_shape):
+        """9 C_in numbers per output pixel: the patch matrix of :func:`im2col_3x3_same`, 9x the input."""
+        return 9 * math.prod(input_shape)
 
 
 @dataclass
@@ -217,8 +306,22 @@ class Mosaic(WeightLayer):
             out = _activate(matmul(rows), self.activation)
         return out
 
-    def attrs(self):
-        return {"activation": self.activation, "timesteps": self.timesteps, "feedback": self.feedback}
+    def torch_forward(self, torch, x, kernel, bias, act):
+        n_step, feedback = self.n_step, self.feedback
+        out = x.new_zeros((x.shape[0], kernel.shape[1]))
+        for step in range(self.timesteps):
+            # A fresh concatenation per step rather than numpy's reused buffer: autograd needs every step's rows.
+            rows = torch.cat([x[:, step * n_step:(step + 1) * n_step], out[:, :feedback]], dim=1)
+            z = rows @ kernel
+            out = act(z if bias is None else z + bias, self.activation)
+        return out
+
+    def neuron_activations(self, output_shape):
+        """The D_hl = ``feedback`` fed-back neurons at each of the ``timesteps`` steps (0 if linear).
+
+        As the paper counts them, rather than all n_out columns at every step.
+        """
+        return self.feedback * self.timesteps if self.activation == "brelu" else 0
 
 
 @dataclass
@@ -244,8 +347,11 @@ class MaxPool2D(Layer):
                     out = np.maximum(out, x[:, i::p, j::p])
         return np.ascontiguousarray(out)
 
-    def attrs(self):
-        return {"pool_size": self.pool_size}
+    def torch_forward(self, torch, x, kernel, bias, act):
+        # F.max_pool2d, as training has always used, rather than forward's maximum of strided views: the
+        # values are equal, but the gradient at tied maxima need not be, and trained weights would change.
+        y = torch.nn.functional.max_pool2d(x.permute(0, 3, 1, 2), self.pool_size)
+        return y.permute(0, 2, 3, 1)
 
 
 @dataclass
@@ -258,6 +364,9 @@ class Flatten(Layer):
         return (int(np.prod(input_shape)),)
 
     def forward(self, x, matmul):
+        return x.reshape(x.shape[0], -1)
+
+    def torch_forward(self, torch, x, kernel, bias, act):
         return x.reshape(x.shape[0], -1)
 
 

@@ -95,13 +95,14 @@ class Network:
     def batch_size_for(self, budget_bytes: int = 8 << 20, most: int = 1000) -> int:
         """Samples per forward pass that keep the largest float32 operand of a layer near ``budget_bytes``.
 
-        A convolution's operand is its patch matrix (9 C_in numbers per output
-        pixel). Batches that fit the cores' caches run 1.4-1.6x faster on the
-        CNNs than batches of 1,000 (docs/performance.md); results never depend
-        on the batch size. Between 16 and ``most``.
+        Each layer says how wide its operand is (:meth:`Layer.operand_width`,
+        float32 numbers per sample): its input, or a convolution's patch matrix
+        (9 C_in numbers per output pixel). Batches that fit the cores' caches
+        run 1.4-1.6x faster on the CNNs than batches of 1,000
+        (docs/performance.md); results never depend on the batch size. Between
+        16 and ``most``.
         """
-        widest = max(int(np.prod(shape)) * (9 if layer.kind == "conv2d" else 1)
-                     for layer, shape in zip(self.layers, self.shapes))
+        widest = max(layer.operand_width(shape) for layer, shape in zip(self.layers, self.shapes))
         return int(min(most, max(16, budget_bytes // (4 * widest))))
 
     def predict(self, x: np.ndarray, matmuls: Sequence[Matmul] | None = None, batch_size: int = 1000) -> np.ndarray:

@@ -1,0 +1,187 @@
+"""Arrays: one tile read, input codes times conductances plus read noise, giving column currents (uA).
+
+This is the one place where the physics of the array itself lives, and where
+another solver plugs in: :data:`ARRAY_SOLVERS` maps ``tile.solver`` to a class
+with the interface of :class:`DenseArray`. A solver receives the programmed
+conductances and answers, for the partial reads a layer asks for, the column
+currents and (for column-mode read noise) their spread; if it is linear in its
+inputs it also gives its effective weights, which lets a chip with ideal
+converters and no read noise fold into one product per layer.
+
+Partial read p = (weight slice s, row tile t, input slice k, ADC input o): the
+inputs of input slice k on the rows of tile t, on the devices of ADC input o
+(the pair difference G+ - G- with analog subtraction, else each side).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+
+from ..config import Device, MappingScheme, ReadNoiseMode, Subtract
+from ..errors import ConfigError
+from ..kernels import convert
+from ..kernels.rng import derive_key
+from .devices import PURPOSE_READ, read_sigmas, uniform_read_noise
+
+Partial = tuple[int, int, int, int]
+"""(weight slice, row tile, input slice, ADC input)."""
+
+
+class DenseArray:
+    """Ideal wires: a tile read is one matrix product of the inputs with V_read G, plus read noise.
+
+    Read noise, when ``device.read_sigma`` > 0, is either drawn per device per
+    read (``device`` mode, the reference: I_j = V sum_i x_i (G_ij + sigma_ij z_ij))
+    or per column (``column`` mode: the noise-free current plus one Gaussian of
+    variance V^2 sum_i x_i^2 sigma_ij^2, the same distribution at a fraction of
+    the draws; drawn by :func:`xbar.kernels.convert.read_out`).
+
+    Parameters
+    ----------
+    conductances : list over weight slices of lists over sides of float32 (n_rows, n_out), uS
+        Held by reference, not copied.
+    device : Device
+    scheme, subtract : the mapping scheme and where a pair is subtracted
+    row_tiles : list of (start, stop) row ranges
+    seed, layer : keys of the read-noise streams
+    """
+
+    def __init__(self, conductances: list[list[np.ndarray]], device: Device, scheme: MappingScheme,
+                 subtract: Subtract, row_tiles: list[tuple[int, int]], seed: int, layer: int):
+        self.conductances, self.device, self.row_tiles = conductances, device, row_tiles
+        self.seed, self.layer = seed, layer
+        self.v_read = float(device.v_read_v)
+        self.differential = scheme == MappingScheme.DIFFERENTIAL
+        self.analog_subtract = self.differential and subtract == Subtract.ANALOG
+        self.read_noise = device.read_sigma > 0
+        self.device_mode = self.read_noise and device.read_noise_mode == ReadNoiseMode.DEVICE
+        self.uniform_noise = self.read_noise and uniform_read_noise(device)
+        self.tile_starts = np.array([r0 for r0, _ in row_tiles] + [row_tiles[-1][1]], np.int64)
+
+    @property
+    def inputs_per_tile(self) -> int:
+        """ADC inputs (conversions per column) of one tile read: 2 for digital pair subtraction, else 1."""
+        return 1 if self.analog_subtract or not self.differential else 2
+
+    def signs(self) -> tuple[float, ...]:
+        """Sign of each ADC input in the output: (1,) for one input, (1, -1) for digitally subtracted sides."""
+        return (1.0,) if self.inputs_per_tile == 1 else (1.0, -1.0)
+
+    def operand(self, s: int, o: int) -> np.ndarray:
+        """V_read x the conductances of ADC input ``o`` of weight slice ``s`` (uA at full input), float32."""
+        row, v_read = self.conductances[s], np.float32(self.v_read)
+        if self.analog_subtract:
+            return (row[0] - row[1]) * v_read
+        return row[o] * v_read
+
+    @cached_property
+    def operands(self) -> list[list[np.ndarray]]:
+        """:meth:`operand` of every slice and ADC input, kept for the reads (built on first use)."""
+        return [[self.operand(s, o) for o in range(self.inputs_per_tile)] for s in range(len(self.conductances))]
+
+    @cached_property
+    def _sigmas(self) -> list[list[np.ndarray]]:
+        """Read-noise width (uS) of every device, per slice and side (device mode, and column variances)."""
+        return [[read_sigmas(g, self.device) for g in row] for row in self.conductances]
+
+    @cached_property
+    def _variances(self) -> list[list[np.ndarray | float]]:
+        """Per slice and ADC input, the read-noise variance of each device summed over the input's sides (uS^2).
+
+        One number for uniform noise: a column's variance is then that number times sum_i x_i^2.
+        """
+        sides = 2 if self.analog_subtract else 1
+        if self.uniform_noise:
+            value = sides * (self.device.read_sigma * self.device.g_range_us) ** 2
+            return [[value] * self.inputs_per_tile for _ in self.conductances]
+        out: list[list[np.ndarray | float]] = []
+        for row in self.conductances:
+            sigmas = [read_sigmas(g, self.device) for g in row]
+            groups = [sigmas] if self.analog_subtract else [[sigma] for sigma in sigmas]
+            out.append([sum(np.square(sigma) for sigma in group) for group in groups])
+        return out
+
+    def effective_weights(self, factors: list[float], scale: float) -> np.ndarray:
+        """sum over slices and ADC inputs of sign c_s scale V_read G (float64 (n_rows, n_out)): the linear read.
+
+        Each operand is formed for the moment only, so a folded chip keeps no copy of it.
+        """
+        n_rows, n_out = self.conductances[0][0].shape
+        weights = np.zeros((n_rows, n_out), np.float64)
+        term = np.empty((n_rows, n_out), np.float64)
+        for s, factor in enumerate(factors):
+            for o, sign in enumerate(self.signs()):
+                np.multiply(self.operand(s, o), sign * factor * scale, out=term, dtype=np.float64)
+                weights += term
+        return weights
+
+    def read(self, partials: list[Partial], inputs: list[np.ndarray], row_ids: np.ndarray, noise: bool
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Column currents (uA) of every partial read, and the spread of their column-mode read noise.
+
+        Returns currents (P, n, n_out) float32, read noise included in device
+        mode, and std (P, n, w) float32 uA for :func:`~xbar.kernels.convert.read_out`
+        (w = 1 for uniform noise, n_out otherwise, 0 when no column noise is to be drawn).
+        """
+        n, n_out = inputs[0].shape[0], self.conductances[0][0].shape[1]
+        currents = np.empty((len(partials), n, n_out), np.float32)
+        column_noise = noise and not self.device_mode
+        width = (1 if self.uniform_noise else n_out) if column_noise else 0
+        std = np.empty((len(partials), n, width), np.float32)
+        single_tile = len(self.row_tiles) == 1
+        squares: dict = {}
+        v_read = np.float32(self.v_read)
+        for p, (s, t, k, o) in enumerate(partials):
+            r0, r1 = self.row_tiles[t]
+            # A column slice is a valid BLAS operand (leading dimension n_in): no copy.
+            x_tile = inputs[k] if single_tile else inputs[k][:, r0:r1]
+            if noise and self.device_mode:
+                self._device_mode_read(x_tile, s, t, k, o, row_ids, currents[p])
+                continue
+            np.matmul(x_tile, self.operands[s][o][r0:r1], out=currents[p])
+            if not column_noise:
+                continue
+            # Var(I_j) = V^2 sum_i x_i^2 sigma_ij^2: one number per row for uniform noise.
+            var = self._variances[s][o]
+            if self.uniform_noise:
+                if k not in squares:
+                    squares[k] = np.empty((n, len(self.row_tiles)), np.float32)
+                    convert.tile_square_sums(inputs[k], self.tile_starts, squares[k])
+                variance = squares[k][:, t:t + 1] * np.float32(var)
+            else:
+                if (t, k) not in squares:
+                    squares[(t, k)] = np.square(x_tile)
+                variance = squares[(t, k)] @ var[r0:r1]
+            np.sqrt(variance, out=std[p])
+            std[p] *= v_read
+        return currents, std
+
+    def _device_mode_read(self, x_tile, s, t, k, o, row_ids, out) -> None:
+        """Reference path: one draw per device per read, each device of a pair on its own stream."""
+        r0, r1 = self.row_tiles[t]
+        x_tile = np.ascontiguousarray(x_tile)
+        sides = (0, 1) if self.analog_subtract else (o,)
+        g, sig = self.conductances[s], self._sigmas[s]
+        convert.device_noise_product(x_tile, g[sides[0]][r0:r1], sig[sides[0]][r0:r1], self.v_read,
+                                     derive_key(PURPOSE_READ, self.seed, self.layer, s, t, k, o, 0), row_ids, out)
+        if len(sides) == 2:
+            other = np.empty_like(out)
+            convert.device_noise_product(x_tile, g[1][r0:r1], sig[1][r0:r1], self.v_read,
+                                         derive_key(PURPOSE_READ, self.seed, self.layer, s, t, k, o, 1), row_ids,
+                                         other)
+            out -= other
+
+
+ARRAY_SOLVERS: dict[str, type[DenseArray]] = {"dense": DenseArray}
+"""Array solvers by the name ``tile.solver`` gives."""
+
+
+def array_solver(name: str) -> type[DenseArray]:
+    """The solver class named ``name``, or a :class:`ConfigError` listing the choices."""
+    try:
+        return ARRAY_SOLVERS[name]
+    except KeyError:
+        raise ConfigError(f"tile.solver: {name!r} is not an array solver "
+                          f"(choose from {', '.join(ARRAY_SOLVERS)})") from None
