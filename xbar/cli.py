@@ -17,7 +17,6 @@ import numpy as np
 from . import __version__, data
 from .errors import XbarError
 
-
 # click >= 8.2 signals "no subcommand given" with this UsageError; older releases print help themselves.
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
@@ -71,8 +70,9 @@ def _progress_bar(total: int, label: str):
     """A click progress bar on stderr, shown only when stderr is a terminal."""
     if not sys.stderr.isatty():
         return _NoBar()
-    return click.progressbar(length=total, label=label, file=sys.stderr, show_eta=True,
-                             show_percent=True, show_pos=True)
+    return click.progressbar(
+        length=total, label=label, file=sys.stderr, show_eta=True, show_percent=True, show_pos=True
+    )
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -101,18 +101,31 @@ def info_cmd(weights, as_json):
         for kind, shape, k, n in network.summary()
     ]
     if as_json:
-        click.echo(json.dumps({
-            "weights": str(weights), "arch": network.arch, "dataset": network.dataset,
-            "input_shape": list(network.input_shape), "n_classes": network.n_classes,
-            "n_params": network.n_params, "layers": layers, "provenance": network.provenance,
-        }))
+        click.echo(
+            json.dumps(
+                {
+                    "weights": str(weights),
+                    "arch": network.arch,
+                    "dataset": network.dataset,
+                    "input_shape": list(network.input_shape),
+                    "n_classes": network.n_classes,
+                    "n_params": network.n_params,
+                    "layers": layers,
+                    "provenance": network.provenance,
+                }
+            )
+        )
         return
-    click.echo(f"{weights}: {network.arch} for {network.dataset}, input {network.input_shape}, "
-               f"{network.n_classes} classes, {network.n_params:,} parameters")
+    click.echo(
+        f"{weights}: {network.arch} for {network.dataset}, input {network.input_shape}, "
+        f"{network.n_classes} classes, {network.n_params:,} parameters"
+    )
     for index, layer in enumerate(layers):
         kernel = "" if layer["kernel_shape"] is None else f"kernel {tuple(layer['kernel_shape'])}"
-        click.echo(f"  {index:2d} {layer['kind']:<10} -> {str(tuple(layer['output_shape'])):<14} "
-                   f"{kernel:<24} {layer['params']:>8,} params")
+        click.echo(
+            f"  {index:2d} {layer['kind']:<10} -> {str(tuple(layer['output_shape'])):<14} "
+            f"{kernel:<24} {layer['params']:>8,} params"
+        )
     if network.provenance:
         click.echo("provenance:")
         for key, value in sorted(network.provenance.items()):
@@ -121,30 +134,74 @@ def info_cmd(weights, as_json):
 
 @main.command("run")
 @click.argument("weights", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--hardware", "hardware_spec", default=None, metavar="PRESET|FILE.toml",
-              help="Simulate this crossbar (presets: ideal, paper, reram, sonos, pcm). "
-                   "Default: ideal float32 numpy inference, no crossbar.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a hardware field, e.g. --set adc.bits=6 (repeatable).")
-@click.option("--sigma-syn", type=click.FloatRange(min=0), default=None,
-              help="Synaptic noise: additive, relative to the conductance range (needs --hardware).")
-@click.option("--syn-mode", type=click.Choice(["static", "read"]), default="static", show_default=True,
-              help="static: programming error drawn once per chip; read: drawn at every read.")
-@click.option("--dataset", type=click.Choice(list(data.DATASETS)), default=None,
-              help="Test set (default: the one the weights were trained for).")
+@click.option(
+    "--hardware",
+    "hardware_spec",
+    default=None,
+    metavar="PRESET|FILE.toml",
+    help="Simulate this crossbar (presets: ideal, paper, reram, sonos, pcm). "
+    "Default: ideal float32 numpy inference, no crossbar.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a hardware field, e.g. --set adc.bits=6 (repeatable).",
+)
+@click.option(
+    "--sigma-syn",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Synaptic noise: additive, relative to the conductance range (needs --hardware).",
+)
+@click.option(
+    "--syn-mode",
+    type=click.Choice(["static", "read"]),
+    default="static",
+    show_default=True,
+    help="static: programming error drawn once per chip; read: drawn at every read.",
+)
+@click.option(
+    "--dataset",
+    type=click.Choice(list(data.DATASETS)),
+    default=None,
+    help="Test set (default: the one the weights were trained for).",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N test images.")
-@click.option("--sigma-te", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Std of Gaussian noise added to each test pixel (pixels in [0, 1]).")
-@click.option("--seeds", "n_seeds", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Number of independent chip instances.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed from which every chip instance's seed is derived.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Images per forward pass (default: what keeps the largest layer operand near 8 MB, at most "
-                   "1000); results do not depend on it.")
+@click.option(
+    "--sigma-te",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Std of Gaussian noise added to each test pixel (pixels in [0, 1]).",
+)
+@click.option(
+    "--seeds",
+    "n_seeds",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Number of independent chip instances.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed from which every chip instance's seed is derived.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Images per forward pass (default: what keeps the largest layer operand near 8 MB, at most "
+    "1000); results do not depend on it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def run_cmd(weights, hardware_spec, overrides, sigma_syn, syn_mode, dataset, limit, sigma_te, n_seeds,
-            seed, batch_size, as_json):
+def run_cmd(
+    weights, hardware_spec, overrides, sigma_syn, syn_mode, dataset, limit, sigma_te, n_seeds, seed, batch_size, as_json
+):
     """Accuracy and speed of a network over chip instances (default: the shipped MNIST MLP)."""
     from .config import resolve
     from .evaluate import run_chips, with_sigma_syn
@@ -157,20 +214,24 @@ def run_cmd(weights, hardware_spec, overrides, sigma_syn, syn_mode, dataset, lim
     dataset = dataset or network.dataset
     images, labels = data.load(dataset, "test", limit=limit)
     with _progress_bar(len(images) * n_seeds, "run") as bar:
-        summary = run_chips(network, hw, images, labels, seed, n_seeds, sigma_te=sigma_te, batch_size=batch_size,
-                            progress=bar.update)
+        summary = run_chips(
+            network, hw, images, labels, seed, n_seeds, sigma_te=sigma_te, batch_size=batch_size, progress=bar.update
+        )
     report = summary.to_dict(weights=str(weights), dataset=dataset, sigma_syn=sigma_syn, syn_mode=syn_mode)
     if as_json:
         click.echo(json.dumps(report))
         return
     label = "float32 reference" if hw is None else hw.name
-    click.echo(f"{weights} on {dataset}: {summary.n_images} images x {n_seeds} chip instance(s), hardware {label}, "
-               f"sigma_syn {sigma_syn or 0} ({syn_mode}), sigma_te {sigma_te}")
+    click.echo(
+        f"{weights} on {dataset}: {summary.n_images} images x {n_seeds} chip instance(s), hardware {label}, "
+        f"sigma_syn {sigma_syn or 0} ({syn_mode}), sigma_te {sigma_te}"
+    )
     if n_seeds > 1:
         click.echo("accuracies: " + " ".join(f"{a:.4f}" for a in summary.accuracies))
         low, high = summary.accuracy_ci95
-        click.echo(f"accuracy {summary.accuracy:.4f} +- {summary.accuracy_std:.4f} (std), "
-                   f"95% CI [{low:.4f}, {high:.4f}]")
+        click.echo(
+            f"accuracy {summary.accuracy:.4f} +- {summary.accuracy_std:.4f} (std), 95% CI [{low:.4f}, {high:.4f}]"
+        )
     else:
         click.echo(f"accuracy {summary.accuracy:.4f}")
     if summary.energy_per_inference_j is not None:
@@ -180,11 +241,23 @@ def run_cmd(weights, hardware_spec, overrides, sigma_syn, syn_mode, dataset, lim
 
 @main.command("energy")
 @click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--hardware", "hardware_spec", default="paper", show_default=True, metavar="PRESET|FILE.toml",
-              help="Crossbar whose energy constants and layout to use.")
+@click.option(
+    "--hardware",
+    "hardware_spec",
+    default="paper",
+    show_default=True,
+    metavar="PRESET|FILE.toml",
+    help="Crossbar whose energy constants and layout to use.",
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a hardware field.")
-@click.option("--images", "n_images", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Test images whose inputs set the cells' read energy (the only data-dependent part).")
+@click.option(
+    "--images",
+    "n_images",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Test images whose inputs set the cells' read energy (the only data-dependent part).",
+)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def energy_cmd(weights, hardware_spec, overrides, n_images, seed, as_json):
@@ -196,16 +269,22 @@ def energy_cmd(weights, hardware_spec, overrides, n_images, seed, as_json):
     hw = resolve(hardware_spec, overrides)
     network = _load_weights(weights)
     images, _ = data.load(network.dataset, "test", limit=n_images)
-    chip = program(network, hw, seed, images[:hw.calibration_images])
+    chip = program(network, hw, seed, images[: hw.calibration_images])
     chip.forward(images, 0)
-    report = {"weights": str(weights), "hardware": hw.name, "n_images": len(images),
-              **energy_report(chip.operation_counts(), hw)}
+    report = {
+        "weights": str(weights),
+        "hardware": hw.name,
+        "n_images": len(images),
+        **energy_report(chip.operation_counts(), hw),
+    }
     if as_json:
         report["hardware"] = hw.to_dict()
         click.echo(json.dumps(report))
         return
-    click.echo(f"{weights} on {hw.name}: {report['total_j'] * 1e9:.4g} nJ per inference "
-               f"(cells' energy from {len(images)} test images)")
+    click.echo(
+        f"{weights} on {hw.name}: {report['total_j'] * 1e9:.4g} nJ per inference "
+        f"(cells' energy from {len(images)} test images)"
+    )
     click.echo("  " + "".join(f"{p:>11}" for p in ("layer", "total", *PARTS)) + "   (nJ)")
     rows = [(layer["layer"], layer["total_j"], layer["parts_j"]) for layer in report["layers"]]
     rows.append(("all", report["total_j"], report["parts_j"]))
@@ -215,23 +294,35 @@ def energy_cmd(weights, hardware_spec, overrides, n_images, seed, as_json):
 
 @main.command("sweep")
 @click.argument("spec_path", metavar="SPEC.toml", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Results CSV (rows are appended as tasks finish).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Results CSV (rows are appended as tasks finish).",
+)
 @click.option("--resume", is_flag=True, help="Continue an existing results file, skipping finished tasks.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Local worker processes (default: the number of cores).")
-@click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="Run the tasks on this Dask distributed scheduler instead (the dist extra).")
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Local worker processes (default: the number of cores)."
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Run the tasks on this Dask distributed scheduler instead (the dist extra).",
+)
 def sweep_cmd(spec_path, output, resume, workers, scheduler):
     """Run a Monte Carlo sweep over weights, hardware keys, sigma_syn and sigma_te."""
     from .sweep import load_spec, run_sweep
 
     spec = load_spec(spec_path)
     with _progress_bar(1, f"sweep {spec.name}") as bar:
+
         def progress(done, total):
             bar.length = total
             if done:
                 bar.update(1)
+
         started = time.perf_counter()
         n = run_sweep(spec, output, resume=resume, workers=workers, scheduler=scheduler, progress=progress)
     click.echo(f"{output}: {n} task(s) run in {time.perf_counter() - started:.1f} s")
@@ -252,10 +343,16 @@ def plot_cmd(results, output, x_param):
 
 @main.command("reproduce")
 @click.argument("target", type=click.Choice(["table2", "fig3", "fig4", "table3", "all"]))
-@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("reproduction"), show_default=True, help="Folder for the CSV, PNG and markdown files.")
-@click.option("--seeds", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Chip instances per point.")
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reproduction"),
+    show_default=True,
+    help="Folder for the CSV, PNG and markdown files.",
+)
+@click.option("--seeds", type=click.IntRange(min=1), default=10, show_default=True, help="Chip instances per point.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes.")
 @click.option("--scheduler", default=None, metavar="ADDRESS", help="Run on a Dask distributed scheduler.")
 @click.option("--resume", is_flag=True, help="Continue the CSVs already in the folder.")
@@ -265,12 +362,15 @@ def reproduce_cmd(target, out_dir, seeds, workers, scheduler, resume):
 
     started = time.perf_counter()
     with _progress_bar(1, f"reproduce {target}") as bar:
+
         def progress(name, done, total):
             bar.length, bar.label = total, f"reproduce {name}"
             if done:
                 bar.update(1)
-        files = reproduce(target, out_dir, seeds=seeds, workers=workers, scheduler=scheduler, resume=resume,
-                          progress=progress)
+
+        files = reproduce(
+            target, out_dir, seeds=seeds, workers=workers, scheduler=scheduler, resume=resume, progress=progress
+        )
     for path in files:
         click.echo(str(path))
     click.echo(f"reproduce {target}: {time.perf_counter() - started:.1f} s")
@@ -290,9 +390,13 @@ def _datasets(name):
 
 @data_cmd.command("fetch")
 @click.option("--dataset", type=_DATASET_CHOICE, default="all", show_default=True)
-@click.option("--source", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder holding the IDX files (gzip or raw); default: $XBAR_DATA, the Debian "
-                   "package path, then the canonical download.")
+@click.option(
+    "--source",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder holding the IDX files (gzip or raw); default: $XBAR_DATA, the Debian "
+    "package path, then the canonical download.",
+)
 def data_fetch_cmd(dataset, source):
     """Obtain and verify the train and test IDX files into the local store."""
     if source is not None and not source.is_dir():
@@ -333,43 +437,98 @@ def data_verify_cmd(dataset):
 @main.command("train")
 @click.option("--arch", type=click.Choice(["mlp", "cnn", "rnn"]), required=True)
 @click.option("--dataset", type=click.Choice(list(data.DATASETS)), default="mnist", show_default=True)
-@click.option("--timesteps", type=click.IntRange(min=1), default=7, show_default=True,
-              help="RNN time steps (a divisor of 784).")
+@click.option(
+    "--timesteps", type=click.IntRange(min=1), default=7, show_default=True, help="RNN time steps (a divisor of 784)."
+)
 @click.option("--hidden", type=click.IntRange(min=1), default=300, show_default=True, help="MLP hidden size.")
-@click.option("--sigma-neu", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Std of Gaussian noise at every hidden activation during training.")
+@click.option(
+    "--sigma-neu",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Std of Gaussian noise at every hidden activation during training.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
-              help="Adam learning rate (cosine-decayed to 0).")
-@click.option("--augment-shift", type=click.IntRange(min=0, max=4), default=0, show_default=True,
-              help="Random translation of training images by up to this many pixels.")
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Adam learning rate (cosine-decayed to 0).",
+)
+@click.option(
+    "--augment-shift",
+    type=click.IntRange(min=0, max=4),
+    default=0,
+    show_default=True,
+    help="Random translation of training images by up to this many pixels.",
+)
 @click.option("--train-limit", type=click.IntRange(min=1), default=None, help="Use only the first N training images.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N optimiser steps.")
-@click.option("--holdout", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Keep the last N training images out of training (for validation).")
+@click.option(
+    "--holdout",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Keep the last N training images out of training (for validation).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Weights file (.h5) to write.")
-def train_cmd(arch, dataset, timesteps, hidden, sigma_neu, epochs, batch_size, lr, augment_shift,
-              train_limit, max_steps, holdout, seed, output):
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Weights file (.h5) to write.",
+)
+def train_cmd(
+    arch,
+    dataset,
+    timesteps,
+    hidden,
+    sigma_neu,
+    epochs,
+    batch_size,
+    lr,
+    augment_shift,
+    train_limit,
+    max_steps,
+    holdout,
+    seed,
+    output,
+):
     """Train one of the paper's networks with PyTorch and write it as an xbar weights file."""
     from . import io
     from .train import TrainConfig, train
 
-    config = TrainConfig(arch=arch, dataset=dataset, hidden=hidden, timesteps=timesteps,
-                         sigma_neu=sigma_neu, epochs=epochs, batch_size=batch_size, lr=lr,
-                         augment_shift_px=augment_shift, seed=seed, train_limit=train_limit,
-                         max_steps=max_steps, holdout=holdout)
+    config = TrainConfig(
+        arch=arch,
+        dataset=dataset,
+        hidden=hidden,
+        timesteps=timesteps,
+        sigma_neu=sigma_neu,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        augment_shift_px=augment_shift,
+        seed=seed,
+        train_limit=train_limit,
+        max_steps=max_steps,
+        holdout=holdout,
+    )
     with _progress_bar(1, f"train {arch} {dataset}") as bar:
+
         def progress(step, total, loss):
             bar.length = total
             bar.update(1)
+
         network, losses = train(config, progress)
     io.save(network, output)
     prov = network.provenance
-    click.echo(f"{output}: {arch} on {dataset}, {prov['steps']} steps in {prov['train_seconds']} s, "
-               f"final loss {np.mean(losses[-50:]):.4f}, test accuracy {prov['test_accuracy']:.4f}")
+    click.echo(
+        f"{output}: {arch} on {dataset}, {prov['steps']} steps in {prov['train_seconds']} s, "
+        f"final loss {np.mean(losses[-50:]):.4f}, test accuracy {prov['test_accuracy']:.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -149,8 +149,10 @@ class Device:
             except ConfigError as exc:
                 raise ConfigError(f"device.{name}: {exc}") from None
         _check(self.g_min_us >= 0, f"device.g_min_us must be >= 0, got {self.g_min_us}")
-        _check(self.g_min_us < self.g_max_us,
-               f"device.g_min_us ({self.g_min_us}) must be < device.g_max_us ({self.g_max_us})")
+        _check(
+            self.g_min_us < self.g_max_us,
+            f"device.g_min_us ({self.g_min_us}) must be < device.g_max_us ({self.g_max_us})",
+        )
         _check(self.v_read_v > 0, f"device.v_read_v must be > 0, got {self.v_read_v}")
         _check(self.levels == 0 or self.levels >= 2, f"device.levels must be 0 or >= 2, got {self.levels}")
         for name in ("prog_sigma", "read_sigma", "drift_nu_std", "drift_nu_mean"):
@@ -159,8 +161,10 @@ class Device:
             _check(0 <= getattr(self, name) <= 1, f"device.{name} must be in [0, 1], got {getattr(self, name)}")
         _check(self.stuck_on + self.stuck_off <= 1, "device.stuck_on + device.stuck_off must be <= 1")
         _check(self.drift_t0_s > 0, f"device.drift_t0_s must be > 0, got {self.drift_t0_s}")
-        _check(self.read_time_s >= self.drift_t0_s,
-               f"device.read_time_s ({self.read_time_s}) must be >= device.drift_t0_s ({self.drift_t0_s})")
+        _check(
+            self.read_time_s >= self.drift_t0_s,
+            f"device.read_time_s ({self.read_time_s}) must be >= device.drift_t0_s ({self.drift_t0_s})",
+        )
 
     @property
     def g_range_us(self) -> float:
@@ -182,8 +186,9 @@ class Mapping:
     """Device pairs per weight, each holding one base-``levels`` digit, recombined digitally."""
 
     def __post_init__(self):
-        _check(0 < self.clip_percentile <= 100,
-               f"mapping.clip_percentile must be in (0, 100], got {self.clip_percentile}")
+        _check(
+            0 < self.clip_percentile <= 100, f"mapping.clip_percentile must be in (0, 100], got {self.clip_percentile}"
+        )
         _check(self.weight_slices >= 1, f"mapping.weight_slices must be >= 1, got {self.weight_slices}")
 
 
@@ -206,8 +211,10 @@ class DAC:
         _check(self.x_max > 0, f"dac.x_max must be > 0, got {self.x_max}")
         _check(0 < self.percentile <= 100, f"dac.percentile must be in (0, 100], got {self.percentile}")
         _check(self.input_slices >= 1, f"dac.input_slices must be >= 1, got {self.input_slices}")
-        _check(self.input_slices == 1 or (self.bits > 0 and self.bits % self.input_slices == 0),
-               f"dac.input_slices ({self.input_slices}) must divide dac.bits ({self.bits})")
+        _check(
+            self.input_slices == 1 or (self.bits > 0 and self.bits % self.input_slices == 0),
+            f"dac.input_slices ({self.input_slices}) must divide dac.bits ({self.bits})",
+        )
 
 
 @dataclass(frozen=True)
@@ -286,10 +293,11 @@ class Hardware:
     """Images (the first of the evaluated set) used to calibrate converter ranges."""
 
     def __post_init__(self):
-        _check(self.calibration_images >= 1,
-               f"calibration_images must be >= 1, got {self.calibration_images}")
-        _check(self.mapping.weight_slices == 1 or self.device.levels >= 2,
-               "mapping.weight_slices > 1 needs device.levels >= 2")
+        _check(self.calibration_images >= 1, f"calibration_images must be >= 1, got {self.calibration_images}")
+        _check(
+            self.mapping.weight_slices == 1 or self.device.levels >= 2,
+            "mapping.weight_slices > 1 needs device.levels >= 2",
+        )
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (enums as their strings)."""
@@ -317,25 +325,44 @@ PRESETS: dict[str, Hardware] = {
     ),
     "reram": Hardware(
         name="reram",
-        device=Device(g_min_us=50.0, g_max_us=225.0, v_read_v=0.1,
-                      prog_model="reram-program", prog_sigma=1.0),
-        dac=DAC(bits=8), adc=ADC(bits=8, range=ADCRange.CALIBRATED), tile=Tile(256, 256),
+        device=Device(g_min_us=50.0, g_max_us=225.0, v_read_v=0.1, prog_model="reram-program", prog_sigma=1.0),
+        dac=DAC(bits=8),
+        adc=ADC(bits=8, range=ADCRange.CALIBRATED),
+        tile=Tile(256, 256),
         energy=RERAM_ENERGY,
     ),
     "sonos": Hardware(
         name="sonos",
-        device=Device(g_min_us=16.0e-7, g_max_us=16.0, v_read_v=0.1,
-                      prog_model="sonos-program", prog_sigma=1.0,
-                      read_model="sonos-read", read_sigma=1.0),
-        dac=DAC(bits=8), adc=ADC(bits=8, range=ADCRange.CALIBRATED), tile=Tile(256, 256),
+        device=Device(
+            g_min_us=16.0e-7,
+            g_max_us=16.0,
+            v_read_v=0.1,
+            prog_model="sonos-program",
+            prog_sigma=1.0,
+            read_model="sonos-read",
+            read_sigma=1.0,
+        ),
+        dac=DAC(bits=8),
+        adc=ADC(bits=8, range=ADCRange.CALIBRATED),
+        tile=Tile(256, 256),
         energy=SONOS_ENERGY,
     ),
     "pcm": Hardware(
         name="pcm",
-        device=Device(g_min_us=0.25, g_max_us=25.0, v_read_v=0.2,
-                      prog_model="pcm-program", prog_sigma=1.0,
-                      drift_nu_mean=0.05, drift_nu_std=0.02, drift_t0_s=20.0, read_time_s=3600.0),
-        dac=DAC(bits=8), adc=ADC(bits=8, range=ADCRange.CALIBRATED), tile=Tile(256, 256),
+        device=Device(
+            g_min_us=0.25,
+            g_max_us=25.0,
+            v_read_v=0.2,
+            prog_model="pcm-program",
+            prog_sigma=1.0,
+            drift_nu_mean=0.05,
+            drift_nu_std=0.02,
+            drift_t0_s=20.0,
+            read_time_s=3600.0,
+        ),
+        dac=DAC(bits=8),
+        adc=ADC(bits=8, range=ADCRange.CALIBRATED),
+        tile=Tile(256, 256),
         energy=RERAM_ENERGY,  # no published periphery numbers for this chip: ReRAM's, not calibrated
     ),
 }

@@ -28,7 +28,7 @@ SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data"
 
 SPLITS = ("train", "test")
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, type | str] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,16 @@ DATASETS: dict[str, DatasetSpec] = {
             ),
         },
         classes=(
-            "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
         ),
     ),
 }
@@ -269,9 +277,7 @@ def fetch(name: str, source: Path | None = None, splits: tuple[str, ...] = SPLIT
     list of (stored path, origin)
     """
     spec = dataset_spec(name)
-    obtained = [
-        (file, *_obtain(spec, file, source)) for split in splits for file in spec.files[split]
-    ]
+    obtained = [(file, *_obtain(spec, file, source)) for split in splits for file in spec.files[split]]
     target = store_dir() / spec.name
     target.mkdir(parents=True, exist_ok=True)
     stored = []

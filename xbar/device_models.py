@@ -25,8 +25,8 @@ configuration can validate model names against it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -56,41 +56,74 @@ class ErrorModel:
         if (self.form is None) == (self.function is None):
             raise ConfigError(f"error model {self.name!r}: give exactly one of form and function")
         if self.form is not None and self.form not in kernels.FORMS:
-            raise ConfigError(f"error model {self.name!r}: unknown form {self.form!r} "
-                              f"(choose from {', '.join(kernels.FORMS)})")
+            raise ConfigError(
+                f"error model {self.name!r}: unknown form {self.form!r} (choose from {', '.join(kernels.FORMS)})"
+            )
 
-    def sigma_us(self, g: np.ndarray, scale: float, g_min_us: float, g_max_us: float, v_read_v: float,
-                 dtype: type = np.float64) -> np.ndarray:
+    def sigma_us(
+        self, g: np.ndarray, scale: float, g_min_us: float, g_max_us: float, v_read_v: float, dtype: type = np.float64
+    ) -> np.ndarray:
         """Width (uS) of every device of the flat conductance array ``g`` (uS), as ``dtype``."""
-        out = np.empty(g.size, dtype)
+        out: np.ndarray = np.empty(g.size, dtype)
         if self.form is not None:
-            kernels.sigma_map(g, kernels.FORMS[self.form], np.asarray(self.params + (0.0,) * 4, np.float64),
-                              float(scale), float(g_min_us), float(g_max_us), float(v_read_v), out)
+            kernels.sigma_map(
+                g,
+                kernels.FORMS[self.form],
+                np.asarray(self.params + (0.0,) * 4, np.float64),
+                float(scale),
+                float(g_min_us),
+                float(g_max_us),
+                float(v_read_v),
+                out,
+            )
         else:
             assert self.function is not None
             values = np.asarray(self.function(g, float(scale), float(g_min_us), float(g_max_us), float(v_read_v)))
             if values.shape != g.shape:
-                raise ConfigError(f"error model {self.name!r}: its function returned shape {values.shape} "
-                                  f"for conductances of shape {g.shape}")
+                raise ConfigError(
+                    f"error model {self.name!r}: its function returned shape {values.shape} "
+                    f"for conductances of shape {g.shape}"
+                )
             out[:] = values
         return out
 
 
 BUILT_IN = (
-    ErrorModel("additive", "sigma_G = scale (g_max - g_min): the same width for every device", "the paper's "
-               "synaptic noise (Bennett et al., NICE 2020)", form="range"),
+    ErrorModel(
+        "additive",
+        "sigma_G = scale (g_max - g_min): the same width for every device",
+        "the paper's synaptic noise (Bennett et al., NICE 2020)",
+        form="range",
+    ),
     ErrorModel("proportional", "sigma_G = scale G", "textbook multiplicative noise", form="proportional"),
-    ErrorModel("reram-program", "sigma_G = scale (4.782 uS - 0.009107 G)", "Milo et al., IRPS 2021, "
-               "doi:10.1109/IRPS46558.2021.9405119", form="clamped-quadratic", params=(4.782, -0.009107, 0.0, 1.0)),
-    ErrorModel("sonos-program", "sigma_I = scale 19.89 nA (1 - exp(-I / 176.3 nA)), I = G V_read",
-               "Agrawal et al., IEDM 2022 (via CrossSim's device files)", form="saturating-current",
-               params=(19.89, 176.3)),
-    ErrorModel("sonos-read", "sigma_I = scale 12.58 nA (1 - exp(-I / 215.4 nA)), I = G V_read",
-               "Agrawal et al., IEDM 2022 (via CrossSim's device files)", form="saturating-current",
-               params=(12.58, 215.4)),
-    ErrorModel("pcm-program", "sigma_G = scale (0.26348 + 1.9650 g - 1.1731 g^2) uS, g = G / 25 uS",
-               "Joshi et al., Nature Comm. 2020, doi:10.1038/s41467-020-16108-9, as fitted in IBM aihwkit",
-               form="clamped-quadratic", params=(0.26348, 1.9650, -1.1731, 25.0)),
+    ErrorModel(
+        "reram-program",
+        "sigma_G = scale (4.782 uS - 0.009107 G)",
+        "Milo et al., IRPS 2021, doi:10.1109/IRPS46558.2021.9405119",
+        form="clamped-quadratic",
+        params=(4.782, -0.009107, 0.0, 1.0),
+    ),
+    ErrorModel(
+        "sonos-program",
+        "sigma_I = scale 19.89 nA (1 - exp(-I / 176.3 nA)), I = G V_read",
+        "Agrawal et al., IEDM 2022 (via CrossSim's device files)",
+        form="saturating-current",
+        params=(19.89, 176.3),
+    ),
+    ErrorModel(
+        "sonos-read",
+        "sigma_I = scale 12.58 nA (1 - exp(-I / 215.4 nA)), I = G V_read",
+        "Agrawal et al., IEDM 2022 (via CrossSim's device files)",
+        form="saturating-current",
+        params=(12.58, 215.4),
+    ),
+    ErrorModel(
+        "pcm-program",
+        "sigma_G = scale (0.26348 + 1.9650 g - 1.1731 g^2) uS, g = G / 25 uS",
+        "Joshi et al., Nature Comm. 2020, doi:10.1038/s41467-020-16108-9, as fitted in IBM aihwkit",
+        form="clamped-quadratic",
+        params=(0.26348, 1.9650, -1.1731, 25.0),
+    ),
 )
 
 ERROR_MODELS: dict[str, ErrorModel] = {model.name: model for model in BUILT_IN}

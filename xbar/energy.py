@@ -43,6 +43,7 @@ def energy_report(counts: ChipCounts, hw: Hardware) -> dict:
         parts = layer_energy(layer, hw)
         for part, value in parts.items():
             by_part[part] += value
-        layers.append({"layer": layer.name, "total_j": sum(parts.values()), "parts_j": parts,
-                       "counts": layer.as_dict()})
+        layers.append(
+            {"layer": layer.name, "total_j": sum(parts.values()), "parts_j": parts, "counts": layer.as_dict()}
+        )
     return {"total_j": sum(by_part.values()), "parts_j": by_part, "layers": layers}

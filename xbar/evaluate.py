@@ -14,8 +14,8 @@ accuracy.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 
@@ -79,10 +79,17 @@ class ChipResult:
         return self.n_images / self.seconds if self.seconds > 0 else float("inf")
 
 
-def evaluate(network: Network, images: np.ndarray, labels: np.ndarray, *,
-             sigma_te: float = 0.0, seed: int = 0,
-             forward: Callable[[np.ndarray, int], np.ndarray] | None = None, batch_size: int | None = None,
-             progress: Callable[[int], None] | None = None) -> ChipResult:
+def evaluate(
+    network: Network,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    sigma_te: float = 0.0,
+    seed: int = 0,
+    forward: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ChipResult:
     """Classify ``images`` and compare with ``labels``.
 
     Parameters
@@ -115,9 +122,9 @@ def evaluate(network: Network, images: np.ndarray, labels: np.ndarray, *,
     correct = 0
     started = time.perf_counter()
     for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
+        batch = images[start : start + batch_size]
         predicted = forward(batch, start).argmax(axis=1)
-        correct += int(np.sum(predicted == labels[start:start + batch_size]))
+        correct += int(np.sum(predicted == labels[start : start + batch_size]))
         if progress is not None:
             progress(len(batch))
     seconds = time.perf_counter() - started
@@ -125,9 +132,17 @@ def evaluate(network: Network, images: np.ndarray, labels: np.ndarray, *,
     return ChipResult(accuracy=correct / n if n else float("nan"), n_images=n, seconds=seconds, seed=int(seed))
 
 
-def run_chip(network: Network, hw: Hardware | None, images: np.ndarray, labels: np.ndarray, seed: int, *,
-             sigma_te: float = 0.0, batch_size: int | None = None,
-             progress: Callable[[int], None] | None = None) -> ChipResult:
+def run_chip(
+    network: Network,
+    hw: Hardware | None,
+    images: np.ndarray,
+    labels: np.ndarray,
+    seed: int,
+    *,
+    sigma_te: float = 0.0,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ChipResult:
     """Program chip instance ``seed`` of ``hw`` (None: ideal float32), run ``images``, count its energy.
 
     The input noise of ``sigma_te`` is drawn from the same seed, so each chip
@@ -137,12 +152,13 @@ def run_chip(network: Network, hw: Hardware | None, images: np.ndarray, labels: 
     forward, chip, program_seconds = None, None, 0.0
     if hw is not None:
         started = time.perf_counter()
-        chip = program(network, hw, seed, images[:hw.calibration_images])
+        chip = program(network, hw, seed, images[: hw.calibration_images])
         program_seconds = time.perf_counter() - started
         forward = chip.forward
-    result = evaluate(network, images, labels, sigma_te=sigma_te, seed=seed, forward=forward,
-                      batch_size=batch_size, progress=progress)
-    energy = None if chip is None else energy_report(chip.operation_counts(), hw)
+    result = evaluate(
+        network, images, labels, sigma_te=sigma_te, seed=seed, forward=forward, batch_size=batch_size, progress=progress
+    )
+    energy = None if chip is None else energy_report(chip.operation_counts(), chip.hw)
     return replace(result, program_seconds=program_seconds, energy=energy)
 
 
@@ -226,20 +242,39 @@ class RunSummary:
         gives the synaptic noise as asked for (None: not asked for).
         """
         return {
-            "weights": weights, "dataset": dataset, "n_images": self.n_images,
-            "accuracy": self.accuracy, "accuracy_std": self.accuracy_std, "accuracy_ci95": self.accuracy_ci95,
-            "accuracies": self.accuracies, "seed": self.seed, "chip_seeds": self.chip_seeds,
-            "energy_per_inference_j": self.energy_per_inference_j, "energy_breakdown": self.energy_breakdown,
-            "sigma_te": self.sigma_te, "sigma_syn": sigma_syn, "syn_mode": syn_mode,
-            "seconds": self.seconds, "program_seconds": self.program_seconds,
+            "weights": weights,
+            "dataset": dataset,
+            "n_images": self.n_images,
+            "accuracy": self.accuracy,
+            "accuracy_std": self.accuracy_std,
+            "accuracy_ci95": self.accuracy_ci95,
+            "accuracies": self.accuracies,
+            "seed": self.seed,
+            "chip_seeds": self.chip_seeds,
+            "energy_per_inference_j": self.energy_per_inference_j,
+            "energy_breakdown": self.energy_breakdown,
+            "sigma_te": self.sigma_te,
+            "sigma_syn": sigma_syn,
+            "syn_mode": syn_mode,
+            "seconds": self.seconds,
+            "program_seconds": self.program_seconds,
             "images_per_second": self.images_per_second,
             "hardware": None if self.hardware is None else self.hardware.to_dict(),
         }
 
 
-def run_chips(network: Network, hw: Hardware | None, images: np.ndarray, labels: np.ndarray, seed: int,
-              n_chips: int, *, sigma_te: float = 0.0, batch_size: int | None = None,
-              progress: Callable[[int], None] | None = None) -> RunSummary:
+def run_chips(
+    network: Network,
+    hw: Hardware | None,
+    images: np.ndarray,
+    labels: np.ndarray,
+    seed: int,
+    n_chips: int,
+    *,
+    sigma_te: float = 0.0,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RunSummary:
     """Run chip instances ``0 .. n_chips - 1`` of ``hw`` (None: ideal float32) on ``images``; aggregate them.
 
     Parameters
@@ -262,7 +297,17 @@ def run_chips(network: Network, hw: Hardware | None, images: np.ndarray, labels:
     if n_chips < 1:
         raise ValueError(f"n_chips must be at least 1, got {n_chips}")
     started = time.perf_counter()
-    chips = tuple(run_chip(network, hw, images, labels, chip_seed(seed, index), sigma_te=sigma_te,
-                           batch_size=batch_size, progress=progress) for index in range(n_chips))
-    return RunSummary(hardware=hw, sigma_te=sigma_te, seed=seed, chips=chips,
-                      seconds=time.perf_counter() - started)
+    chips = tuple(
+        run_chip(
+            network,
+            hw,
+            images,
+            labels,
+            chip_seed(seed, index),
+            sigma_te=sigma_te,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        for index in range(n_chips)
+    )
+    return RunSummary(hardware=hw, sigma_te=sigma_te, seed=seed, chips=chips, seconds=time.perf_counter() - started)

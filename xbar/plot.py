@@ -23,8 +23,9 @@ def _number(text: str) -> float | None:
         return None
 
 
-def plot_sweep(rows: list[dict], output: str | os.PathLike, x: str | None = None, title: str | None = None,
-               label=None) -> Path:
+def plot_sweep(
+    rows: list[dict], output: str | os.PathLike, x: str | None = None, title: str | None = None, label=None
+) -> Path:
     """Accuracy against parameter ``x`` (default: the first numeric swept parameter with several values),
     one line per weights file and combination of the other parameters, one panel per dataset,
     mean over chip instances with a 95% confidence band. Written atomically as PNG."""
@@ -38,8 +39,9 @@ def plot_sweep(rows: list[dict], output: str | os.PathLike, x: str | None = None
     summary = summarize_rows(rows)
     params = swept_params(rows)
     if x is None:
-        candidates = [p for p in params if len({s[p] for s in summary}) > 1
-                      and all(_number(s[p]) is not None for s in summary)]
+        candidates = [
+            p for p in params if len({s[p] for s in summary}) > 1 and all(_number(s[p]) is not None for s in summary)
+        ]
         x = "sigma_syn" if "sigma_syn" in candidates else (candidates[0] if candidates else None)
     if x is None or x not in params:
         raise XbarError(f"no numeric swept parameter to plot against (swept: {', '.join(params) or 'none'})")
@@ -50,16 +52,24 @@ def plot_sweep(rows: list[dict], output: str | os.PathLike, x: str | None = None
         lines: dict[tuple, list[dict]] = defaultdict(list)
         for s in summary:
             if s["dataset"] == dataset:
-                lines[(s["weights"], *(s[p] for p in others))].append(s)
+                key = (s["weights"], *(s[p] for p in others))
+                lines[key].append(s)
         for key, points in sorted(lines.items()):
-            points.sort(key=lambda s: _number(s[x]))
+            points.sort(key=lambda s: _number(s[x]) or 0.0)  # x is numeric: chosen so, or refused above
             xs = [_number(s[x]) for s in points]
-            name = label(points[0]) if label else " ".join(
-                [Path(key[0]).stem, *(f"{p}={v}" for p, v in zip(others, key[1:]))])
-            line, = ax.plot(xs, [100 * s["mean"] for s in points], marker="o", ms=3, label=name)
-            ax.fill_between(xs, [100 * max(s["ci_low"], 0.0) for s in points],
-                            [100 * min(s["ci_high"], 1.0) for s in points],
-                            color=line.get_color(), alpha=0.2)
+            name = (
+                label(points[0])
+                if label
+                else " ".join([Path(key[0]).stem, *(f"{p}={v}" for p, v in zip(others, key[1:]))])
+            )
+            (line,) = ax.plot(xs, [100 * s["mean"] for s in points], marker="o", ms=3, label=name)
+            ax.fill_between(
+                xs,
+                [100 * max(s["ci_low"], 0.0) for s in points],
+                [100 * min(s["ci_high"], 1.0) for s in points],
+                color=line.get_color(),
+                alpha=0.2,
+            )
         ax.set_xlabel(x)
         ax.set_ylabel("accuracy (%), mean and 95% CI over chip instances")
         ax.set_title(f"{title + ': ' if title else ''}{dataset}")

@@ -7,10 +7,11 @@ folder: ``{target}.csv`` (one row per chip instance), ``{target}.png`` (mean and
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 from ._files import atomic_path
 from .config import PRESETS, BiasMode, Hardware
@@ -30,13 +31,20 @@ FIGURE_IMAGES = 1000
 
 #: Table II of the paper, accuracy in %: internal (sigma_syn), external (sigma_te), both.
 PAPER_TABLE2 = {
-    ("mlp", "mnist"): (96.8, 94.1, 93.1), ("rnn", "mnist"): (97.4, 95.1, 94.9),
-    ("cnn", "mnist"): (98.5, 96.7, 96.05), ("mlp", "fashion-mnist"): (82.2, 69.91, 62.35),
-    ("rnn", "fashion-mnist"): (86.3, 84.22, 81.11), ("cnn", "fashion-mnist"): (85.1, 57.91, 42.35),
+    ("mlp", "mnist"): (96.8, 94.1, 93.1),
+    ("rnn", "mnist"): (97.4, 95.1, 94.9),
+    ("cnn", "mnist"): (98.5, 96.7, 96.05),
+    ("mlp", "fashion-mnist"): (82.2, 69.91, 62.35),
+    ("rnn", "fashion-mnist"): (86.3, 84.22, 81.11),
+    ("cnn", "fashion-mnist"): (85.1, 57.91, 42.35),
 }
 PAPER_NOISE_FREE = {
-    ("mlp", "mnist"): 97.7, ("rnn", "mnist"): 98.5, ("cnn", "mnist"): 99.1,
-    ("mlp", "fashion-mnist"): 84.5, ("rnn", "fashion-mnist"): 89.1, ("cnn", "fashion-mnist"): 90.1,
+    ("mlp", "mnist"): 97.7,
+    ("rnn", "mnist"): 98.5,
+    ("cnn", "mnist"): 99.1,
+    ("mlp", "fashion-mnist"): 84.5,
+    ("rnn", "fashion-mnist"): 89.1,
+    ("cnn", "fashion-mnist"): 90.1,
 }
 
 
@@ -55,8 +63,17 @@ def _weights(names: list[str]) -> tuple[str, ...]:
 
 
 def _spec(name, weights, grid, seeds, limit) -> Spec:
-    return Spec(weights=_weights(weights), hardware="paper", overrides=(), grid=tuple(grid), seeds=seeds, seed=0,
-                limit=limit, dataset=None, name=name)
+    return Spec(
+        weights=_weights(weights),
+        hardware="paper",
+        overrides=(),
+        grid=tuple(grid),
+        seeds=seeds,
+        seed=0,
+        limit=limit,
+        dataset=None,
+        name=name,
+    )
 
 
 def spec_for(target: str, seeds: int) -> Spec:
@@ -66,8 +83,7 @@ def spec_for(target: str, seeds: int) -> Spec:
         return _spec("table2", names, [("sigma_syn", (0.0, SIGMA)), ("sigma_te", (0.0, SIGMA))], seeds, None)
     if target == "fig3":
         names = [weights_name(a, d, reg, 7) for d in DATASETS for a in ("cnn", "rnn") for reg in (False, True)]
-        return _spec("fig3", names, [("sigma_te", (0.0, SIGMA)), ("sigma_syn", SIGMA_SYN_GRID)], seeds,
-                     FIGURE_IMAGES)
+        return _spec("fig3", names, [("sigma_te", (0.0, SIGMA)), ("sigma_syn", SIGMA_SYN_GRID)], seeds, FIGURE_IMAGES)
     if target == "fig4":
         names = [weights_name("rnn", d, reg, t) for d in DATASETS for t in FIG4_TIMESTEPS for reg in (False, True)]
         return _spec("fig4", names, [("sigma_syn", SIGMA_SYN_GRID)], seeds, FIGURE_IMAGES)
@@ -85,14 +101,22 @@ def _pct(stats: dict) -> str:
 
 def _table2_markdown(summary: list[dict], seeds: int) -> str:
     def find(path_end, syn, te):
-        return next(s for s in summary if s["weights"].endswith(path_end)
-                    and float(s["sigma_syn"]) == syn and float(s["sigma_te"]) == te)
+        return next(
+            s
+            for s in summary
+            if s["weights"].endswith(path_end) and float(s["sigma_syn"]) == syn and float(s["sigma_te"]) == te
+        )
 
-    lines = [f"# Table II: accuracy (%) with sigma = {SIGMA}, t = 7",
-             "", f"Ours: mean [95% CI] over {seeds} chip instances on the `paper` crossbar, 10,000 test images "
-             "each; paper's value beside it.", "",
-             "| net / task | noise-free (ours / paper) | internal (ours / paper) | external (ours / paper) | "
-             "both (ours / paper) |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        f"# Table II: accuracy (%) with sigma = {SIGMA}, t = 7",
+        "",
+        f"Ours: mean [95% CI] over {seeds} chip instances on the `paper` crossbar, 10,000 test images "
+        "each; paper's value beside it.",
+        "",
+        "| net / task | noise-free (ours / paper) | internal (ours / paper) | external (ours / paper) | "
+        "both (ours / paper) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for dataset in DATASETS:
         for arch in ("mlp", "rnn", "cnn"):
             end = weights_name(arch, dataset, timesteps=7)
@@ -106,11 +130,16 @@ def _table2_markdown(summary: list[dict], seeds: int) -> str:
 
 def _curves_markdown(title: str, summary: list[dict], columns: list[str], seeds: int) -> str:
     grid = sorted({float(s["sigma_syn"]) for s in summary})
-    lines = [f"# {title}", "", f"Mean accuracy (%) over {seeds} chip instances on the `paper` crossbar, "
-             f"{FIGURE_IMAGES} test images each (95% confidence bands in the PNG, every chip in the CSV); "
-             "the paper gives these only as a figure, see docs/reproduction.md.", "",
-             "| " + " | ".join(["network", *columns, *(f"sigma_syn={g}" for g in grid)]) + " |",
-             "| " + " | ".join("---" for _ in range(1 + len(columns) + len(grid))) + " |"]
+    lines = [
+        f"# {title}",
+        "",
+        f"Mean accuracy (%) over {seeds} chip instances on the `paper` crossbar, "
+        f"{FIGURE_IMAGES} test images each (95% confidence bands in the PNG, every chip in the CSV); "
+        "the paper gives these only as a figure, see docs/reproduction.md.",
+        "",
+        "| " + " | ".join(["network", *columns, *(f"sigma_syn={g}" for g in grid)]) + " |",
+        "| " + " | ".join("---" for _ in range(1 + len(columns) + len(grid))) + " |",
+    ]
     series: dict[tuple, dict[float, dict]] = {}
     for s in summary:
         series.setdefault((Path(s["weights"]).stem, *(s[c] for c in columns)), {})[float(s["sigma_syn"])] = s
@@ -122,9 +151,12 @@ def _curves_markdown(title: str, summary: list[dict], columns: list[str], seeds:
 
 #: The paper's Table III: energy per inference (J), total and neurons.
 PAPER_TABLE3 = {
-    ("mlp", "reram"): (4.24e-9, 15e-12), ("rnn", "reram"): (35.6e-9, 66e-12),
-    ("cnn", "reram"): (480e-9, 358e-12), ("mlp", "sonos"): (6.04e-9, 15e-12),
-    ("rnn", "sonos"): (42.7e-9, 66e-12), ("cnn", "sonos"): (2.084e-6, 358e-12),
+    ("mlp", "reram"): (4.24e-9, 15e-12),
+    ("rnn", "reram"): (35.6e-9, 66e-12),
+    ("cnn", "reram"): (480e-9, 358e-12),
+    ("mlp", "sonos"): (6.04e-9, 15e-12),
+    ("rnn", "sonos"): (42.7e-9, 66e-12),
+    ("cnn", "sonos"): (2.084e-6, 358e-12),
 }
 
 
@@ -151,31 +183,56 @@ def table3(weights_dir: str | os.PathLike, n_images: int = 200) -> list[dict]:
         hw = paper_layout(PRESETS[tech])
         for arch, name in names.items():
             network = io.load(Path(weights_dir) / name)
-            chip = program(network, hw, 0, images[:hw.calibration_images])
+            chip = program(network, hw, 0, images[: hw.calibration_images])
             chip.forward(images, 0)
             report = energy_report(chip.operation_counts(), hw)
             paper_total, paper_neurons = PAPER_TABLE3[(arch, tech)]
             neurons = report["parts_j"]["neurons"]
-            rows.append({"system": f"{arch.upper()} {tech.upper()}", "total_j": report["total_j"],
-                         "vmm_j": report["total_j"] - neurons, "neurons_j": neurons,
-                         "paper_total_j": paper_total, "paper_neurons_j": paper_neurons,
-                         "relative_difference": report["total_j"] / paper_total - 1})
+            rows.append(
+                {
+                    "system": f"{arch.upper()} {tech.upper()}",
+                    "total_j": report["total_j"],
+                    "vmm_j": report["total_j"] - neurons,
+                    "neurons_j": neurons,
+                    "paper_total_j": paper_total,
+                    "paper_neurons_j": paper_neurons,
+                    "relative_difference": report["total_j"] / paper_total - 1,
+                }
+            )
     return rows
 
 
 def _table3(out: Path) -> list[Path]:
     rows = table3(WEIGHTS_DIR, n_images=200)
     csv_lines = ["system,total_j,vmm_j,neurons_j,paper_total_j,paper_neurons_j,relative_difference"]
-    md = ["# Table III: energy per inference", "",
-          "Paper's layouts, ReRAM and SONOS constants calibrated against this table (docs/energy.md).", "",
-          "| system | ours: total | ours: VMM | ours: neurons | paper: total | paper: neurons | difference |",
-          "| --- | --- | --- | --- | --- | --- | --- |"]
+    md = [
+        "# Table III: energy per inference",
+        "",
+        "Paper's layouts, ReRAM and SONOS constants calibrated against this table (docs/energy.md).",
+        "",
+        "| system | ours: total | ours: VMM | ours: neurons | paper: total | paper: neurons | difference |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
-        csv_lines.append(",".join(str(r[k]) for k in ("system", "total_j", "vmm_j", "neurons_j", "paper_total_j",
-                                                       "paper_neurons_j", "relative_difference")))
-        md.append(f"| {r['system']} | {r['total_j'] * 1e9:.4g} nJ | {r['vmm_j'] * 1e9:.4g} nJ | "
-                  f"{r['neurons_j'] * 1e12:.1f} pJ | {r['paper_total_j'] * 1e9:.4g} nJ | "
-                  f"{r['paper_neurons_j'] * 1e12:.0f} pJ | {100 * r['relative_difference']:+.2f}% |")
+        csv_lines.append(
+            ",".join(
+                str(r[k])
+                for k in (
+                    "system",
+                    "total_j",
+                    "vmm_j",
+                    "neurons_j",
+                    "paper_total_j",
+                    "paper_neurons_j",
+                    "relative_difference",
+                )
+            )
+        )
+        md.append(
+            f"| {r['system']} | {r['total_j'] * 1e9:.4g} nJ | {r['vmm_j'] * 1e9:.4g} nJ | "
+            f"{r['neurons_j'] * 1e12:.1f} pJ | {r['paper_total_j'] * 1e9:.4g} nJ | "
+            f"{r['paper_neurons_j'] * 1e12:.0f} pJ | {100 * r['relative_difference']:+.2f}% |"
+        )
     _write(out / "table3.csv", "\n".join(csv_lines) + "\n")
     _write(out / "table3.md", "\n".join(md) + "\n")
     import matplotlib
@@ -199,9 +256,16 @@ def _table3(out: Path) -> list[Path]:
     return [out / "table3.csv", out / "table3.png", out / "table3.md"]
 
 
-def reproduce(target: str, out: str | os.PathLike, *, seeds: int = 10, workers: int | None = None,
-              scheduler: str | None = None, resume: bool = False,
-              progress: Callable[[str, int, int], None] | None = None) -> list[Path]:
+def reproduce(
+    target: str,
+    out: str | os.PathLike,
+    *,
+    seeds: int = 10,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[Path]:
     """Run one target (or ``all``) and write its CSV, PNG and markdown into ``out``; return the files."""
     from .plot import plot_sweep
     from .results import read_rows, summarize_rows
@@ -223,8 +287,14 @@ def reproduce(target: str, out: str | os.PathLike, *, seeds: int = 10, workers: 
         csv_path = out / f"{name}.csv"
         if not resume:
             csv_path.unlink(missing_ok=True)
-        run_sweep(spec, csv_path, resume=resume, workers=workers, scheduler=scheduler,
-                  progress=None if progress is None else (lambda done, total, n=name: progress(n, done, total)))
+        run_sweep(
+            spec,
+            csv_path,
+            resume=resume,
+            workers=workers,
+            scheduler=scheduler,
+            progress=None if progress is None else functools.partial(progress, name),
+        )
         rows = read_rows(csv_path)
         summary = summarize_rows(rows)
         if name == "table2":

@@ -20,8 +20,9 @@ import csv
 import io
 import os
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from .errors import XbarError
 from .stats import summarize
@@ -99,9 +100,17 @@ def summarize_rows(rows: list[dict]) -> list[dict]:
     for key, accs in groups.items():
         stats = summarize(accs)
         row = first[key]
-        out.append({**{c: row[c] for c in KEY_COLUMNS}, **{p: row[p] for p in params}, "n": len(accs),
-                    "mean": stats["mean"], "std": stats["std"], "ci_low": stats["ci95"][0],
-                    "ci_high": stats["ci95"][1]})
+        out.append(
+            {
+                **{c: row[c] for c in KEY_COLUMNS},
+                **{p: row[p] for p in params},
+                "n": len(accs),
+                "mean": stats["mean"],
+                "std": stats["std"],
+                "ci_low": stats["ci95"][0],
+                "ci_high": stats["ci95"][1],
+            }
+        )
     return out
 
 

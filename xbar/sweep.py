@@ -27,10 +27,11 @@ import functools
 import itertools
 import os
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .errors import ConfigError, XbarError
 from .results import ResultsFile, header, task_key
@@ -82,8 +83,9 @@ class Task:
     @property
     def key(self) -> tuple[str, ...]:
         """Identity of the task's row in the results file (strings, as the CSV holds them)."""
-        return task_key({"weights": self.weights, **dict(self.params), "chip": self.chip},
-                        [name for name, _ in self.params])
+        return task_key(
+            {"weights": self.weights, **dict(self.params), "chip": self.chip}, [name for name, _ in self.params]
+        )
 
 
 def _resolve_path(text: str, base: Path) -> str:
@@ -102,8 +104,9 @@ def load_spec(path: str | os.PathLike) -> Spec:
     table = read_toml(path)
     unknown = set(table) - SPEC_KEYS
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} "
-                          f"(known: {', '.join(sorted(SPEC_KEYS))})")
+        raise ConfigError(
+            f"{path}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(SPEC_KEYS))})"
+        )
     weights = table.get("weights")
     if isinstance(weights, str):
         weights = [weights]
@@ -137,9 +140,18 @@ def load_spec(path: str | os.PathLike) -> Spec:
     batch_size = table.get("batch_size")
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise ConfigError(f"{path}: 'batch_size' must be a positive integer")
-    spec = Spec(tuple(weights), hardware, tuple(overrides.items()),
-                tuple((k, tuple(v)) for k, v in grid.items()), seeds, seed, limit, dataset,
-                batch_size, str(table.get("name", path.stem)))
+    spec = Spec(
+        tuple(weights),
+        hardware,
+        tuple(overrides.items()),
+        tuple((k, tuple(v)) for k, v in grid.items()),
+        seeds,
+        seed,
+        limit,
+        dataset,
+        batch_size,
+        str(table.get("name", path.stem)),
+    )
     # Every grid point must give a valid chip: check them all now.
     base = resolve(spec.hardware, ())
     for point in itertools.product(*(values for _, values in spec.grid)):
@@ -149,6 +161,7 @@ def load_spec(path: str | os.PathLike) -> Spec:
             raise ConfigError(f"{path}: {exc}") from None
     if dataset is not None:
         from .data import dataset_spec
+
         dataset_spec(dataset)
     return spec
 
@@ -204,15 +217,22 @@ def run_task(task: Task) -> dict:
     with one_thread():
         result = run_chip(network, hw, images, labels, seed, sigma_te=sigma_te, batch_size=spec.batch_size)
     return {
-        "weights": task.weights, "arch": network.arch, "dataset": dataset,
-        **dict(task.params), "chip": task.chip, "seed": seed, "accuracy": result.accuracy,
-        "n_images": result.n_images, "energy_per_inference_j": result.energy["total_j"],
+        "weights": task.weights,
+        "arch": network.arch,
+        "dataset": dataset,
+        **dict(task.params),
+        "chip": task.chip,
+        "seed": seed,
+        "accuracy": result.accuracy,
+        "n_images": result.n_images,
+        "energy_per_inference_j": None if result.energy is None else result.energy["total_j"],
         "seconds": round(time.perf_counter() - started, 3),
     }
 
 
-_ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                       "NUMBA_NUM_THREADS")}
+_ONE_THREAD = {
+    name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+}
 """Local workers compute with one thread each: the workers are the parallelism."""
 
 
@@ -238,8 +258,15 @@ def _environment(values: dict[str, str]):
                 os.environ[name] = value
 
 
-def run_sweep(spec: Spec, output: str | os.PathLike, *, resume: bool = False, workers: int | None = None,
-              scheduler: str | None = None, progress: Callable[[int, int], None] | None = None) -> int:
+def run_sweep(
+    spec: Spec,
+    output: str | os.PathLike,
+    *,
+    resume: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
     """Run every task of ``spec`` not yet in ``output``; return the number of tasks run now.
 
     ``progress(done, total)`` is called after each finished task.
@@ -269,7 +296,8 @@ def run_sweep(spec: Spec, output: str | os.PathLike, *, resume: bool = False, wo
 
 def _run_dask(pending: list[Task], scheduler: str, results: ResultsFile, progress) -> None:
     try:
-        from dask.distributed import Client, as_completed as dask_completed
+        from dask.distributed import Client
+        from dask.distributed import as_completed as dask_completed
     except ImportError:
         raise XbarError("--scheduler needs Dask: pip install -e '.[dist]'") from None
     try:

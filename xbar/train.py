@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
@@ -61,10 +62,10 @@ def _require_torch():
 
 def _torch_module(network: Network, sigma_neu: float, generator):
     """A torch.nn.Module computing the same function as ``network``."""
-    torch = _require_torch()
+    torch: Any = _require_torch()
     nn = torch.nn
 
-    class TorchNet(nn.Module):
+    class TorchNet(nn.Module):  # type: ignore[name-defined]  # torch is imported at run time, untyped here
         def __init__(self):
             super().__init__()
             self.kernels = nn.ParameterList()
@@ -133,8 +134,9 @@ def accuracy(network: Network, images: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(network.predict(images) == labels))
 
 
-def train(config: TrainConfig, progress: Callable[[int, int, float], None] | None = None
-          ) -> tuple[Network, list[float]]:
+def train(
+    config: TrainConfig, progress: Callable[[int, int, float], None] | None = None
+) -> tuple[Network, list[float]]:
     """Train a network as ``config`` says.
 
     Parameters
@@ -151,13 +153,12 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
         Training loss (cross-entropy, nats) of every step.
     """
     torch = _require_torch()
-    network = build(config.arch, config.dataset, hidden=config.hidden,
-                    timesteps=config.timesteps, seed=config.seed)
+    network = build(config.arch, config.dataset, hidden=config.hidden, timesteps=config.timesteps, seed=config.seed)
     train_x, train_y = data.load(config.dataset, "train", limit=config.train_limit)
     if config.holdout:
         if config.holdout >= len(train_x):
             raise XbarError(f"holdout {config.holdout} leaves no training images of {len(train_x)}")
-        train_x, train_y = train_x[:-config.holdout], train_y[:-config.holdout]
+        train_x, train_y = train_x[: -config.holdout], train_y[: -config.holdout]
     test_x, test_y = data.load(config.dataset, "test")
 
     torch.manual_seed(config.seed)
@@ -171,7 +172,8 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
         total = min(total, config.max_steps)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+        optimiser, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+    )
     losses: list[float] = []
     started = time.perf_counter()
     model.train()
@@ -179,7 +181,7 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     while step < total:
         order = torch.randperm(len(images), generator=generator)
         for start in range(0, len(images), config.batch_size):
-            batch = order[start:start + config.batch_size]
+            batch = order[start : start + config.batch_size]
             x = images[batch]
             if config.augment_shift_px:
                 x = _shift(torch, x, config.augment_shift_px, generator)

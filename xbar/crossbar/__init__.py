@@ -19,6 +19,14 @@ from .matrix import AnalogMatrix
 from .periphery import InputRange
 
 __all__ = [
-    "ARRAY_SOLVERS", "AnalogMatrix", "ChipCounts", "DenseArray", "InputRange", "LayerCounts", "LayerReads",
-    "ProgrammedNetwork", "ReadContext", "program",
+    "ARRAY_SOLVERS",
+    "AnalogMatrix",
+    "ChipCounts",
+    "DenseArray",
+    "InputRange",
+    "LayerCounts",
+    "LayerReads",
+    "ProgrammedNetwork",
+    "ReadContext",
+    "program",
 ]

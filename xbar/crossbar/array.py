@@ -48,8 +48,16 @@ class DenseArray:
     seed, layer : keys of the read-noise streams
     """
 
-    def __init__(self, conductances: list[list[np.ndarray]], device: Device, scheme: MappingScheme,
-                 subtract: Subtract, row_tiles: list[tuple[int, int]], seed: int, layer: int):
+    def __init__(
+        self,
+        conductances: list[list[np.ndarray]],
+        device: Device,
+        scheme: MappingScheme,
+        subtract: Subtract,
+        row_tiles: list[tuple[int, int]],
+        seed: int,
+        layer: int,
+    ):
         self.conductances, self.device, self.row_tiles = conductances, device, row_tiles
         self.seed, self.layer = seed, layer
         self.v_read = float(device.v_read_v)
@@ -80,6 +88,10 @@ class DenseArray:
     def operands(self) -> list[list[np.ndarray]]:
         """:meth:`operand` of every slice and ADC input, kept for the reads (built on first use)."""
         return [[self.operand(s, o) for o in range(self.inputs_per_tile)] for s in range(len(self.conductances))]
+
+    def cached_operand(self, s: int, o: int) -> np.ndarray:
+        """:meth:`operand` as kept for the reads."""
+        return self.operands[s][o]
 
     @cached_property
     def _sigmas(self) -> list[list[np.ndarray]]:
@@ -117,8 +129,9 @@ class DenseArray:
                 weights += term
         return weights
 
-    def read(self, partials: list[Partial], inputs: list[np.ndarray], row_ids: np.ndarray, noise: bool
-             ) -> tuple[np.ndarray, np.ndarray]:
+    def read(
+        self, partials: list[Partial], inputs: list[np.ndarray], row_ids: np.ndarray, noise: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Column currents (uA) of every partial read, and the spread of their column-mode read noise.
 
         Returns currents (P, n, n_out) float32, read noise included in device
@@ -149,8 +162,9 @@ class DenseArray:
                 if k not in squares:
                     squares[k] = np.empty((n, len(self.row_tiles)), np.float32)
                     convert.tile_square_sums(inputs[k], self.tile_starts, squares[k])
-                variance = squares[k][:, t:t + 1] * np.float32(var)
+                variance = squares[k][:, t : t + 1] * np.float32(var)
             else:
+                assert isinstance(var, np.ndarray)
                 if (t, k) not in squares:
                     squares[(t, k)] = np.square(x_tile)
                 variance = squares[(t, k)] @ var[r0:r1]
@@ -164,13 +178,26 @@ class DenseArray:
         x_tile = np.ascontiguousarray(x_tile)
         sides = (0, 1) if self.analog_subtract else (o,)
         g, sig = self.conductances[s], self._sigmas[s]
-        convert.device_noise_product(x_tile, g[sides[0]][r0:r1], sig[sides[0]][r0:r1], self.v_read,
-                                     derive_key(PURPOSE_READ, self.seed, self.layer, s, t, k, o, 0), row_ids, out)
+        convert.device_noise_product(
+            x_tile,
+            g[sides[0]][r0:r1],
+            sig[sides[0]][r0:r1],
+            self.v_read,
+            derive_key(PURPOSE_READ, self.seed, self.layer, s, t, k, o, 0),
+            row_ids,
+            out,
+        )
         if len(sides) == 2:
             other = np.empty_like(out)
-            convert.device_noise_product(x_tile, g[1][r0:r1], sig[1][r0:r1], self.v_read,
-                                         derive_key(PURPOSE_READ, self.seed, self.layer, s, t, k, o, 1), row_ids,
-                                         other)
+            convert.device_noise_product(
+                x_tile,
+                g[1][r0:r1],
+                sig[1][r0:r1],
+                self.v_read,
+                derive_key(PURPOSE_READ, self.seed, self.layer, s, t, k, o, 1),
+                row_ids,
+                other,
+            )
             out -= other
 
 
@@ -183,5 +210,6 @@ def array_solver(name: str) -> type[DenseArray]:
     try:
         return ARRAY_SOLVERS[name]
     except KeyError:
-        raise ConfigError(f"tile.solver: {name!r} is not an array solver "
-                          f"(choose from {', '.join(ARRAY_SOLVERS)})") from None
+        raise ConfigError(
+            f"tile.solver: {name!r} is not an array solver (choose from {', '.join(ARRAY_SOLVERS)})"
+        ) from None

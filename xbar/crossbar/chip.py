@@ -28,7 +28,7 @@ from .periphery import InputRecorder
 _MIN_IMAGES_PER_THREAD = 16
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _block_pool(threads: int) -> ThreadPoolExecutor:
     """A persistent pool of ``threads`` threads for :meth:`ProgrammedNetwork.forward` (created once per size)."""
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="xbar-block")
@@ -98,13 +98,19 @@ class ProgrammedNetwork:
         for index, (layer, matrix, reads) in enumerate(zip(network.weight_layers, self.matrices, self.reads)):
             vectors = reads.vectors / n
             per_vector = matrix.counts_per_vector()
-            layers.append(LayerCounts(
-                name=f"{index:02d}_{layer.kind}", vectors=vectors,
-                array_reads=vectors * per_vector["array_reads"], rows_driven=vectors * per_vector["rows_driven"],
-                conversions=vectors * per_vector["conversions"], adc_bits=bits,
-                cell_x2g_us=reads.cell_x2g_us / n, digital_adds=vectors * per_vector["digital_adds"],
-                neuron_activations=layer.neuron_activations(out_shapes[id(layer)]),
-            ))
+            layers.append(
+                LayerCounts(
+                    name=f"{index:02d}_{layer.kind}",
+                    vectors=vectors,
+                    array_reads=vectors * per_vector["array_reads"],
+                    rows_driven=vectors * per_vector["rows_driven"],
+                    conversions=vectors * per_vector["conversions"],
+                    adc_bits=bits,
+                    cell_x2g_us=reads.cell_x2g_us / n,
+                    digital_adds=vectors * per_vector["digital_adds"],
+                    neuron_activations=layer.neuron_activations(out_shapes[id(layer)]),
+                )
+            )
         return ChipCounts(n_images=n, layers=tuple(layers))
 
 

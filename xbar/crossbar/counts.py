@@ -38,3 +38,32 @@ class ChipCounts:
 
     n_images: int
     layers: tuple[LayerCounts, ...]
+
+
+def per_vector(
+    n_rows: int,
+    n_out: int,
+    row_tiles: int,
+    col_tiles: int,
+    weight_slices: int,
+    input_slices: int,
+    adc_inputs: int,
+    digital_bias: bool,
+    offset_reference: bool,
+) -> dict[str, int]:
+    """Operations of one weight layer for one input vector (DESIGN.md section 4; docs/energy.md).
+
+    array_reads: physical arrays activated (one per tile, weight slice and input slice); rows_driven:
+    rows driven over those arrays; conversions: ADC conversions (``adc_inputs`` per column and tile
+    read); digital_adds: additions after the ADC (partial sums of tiles and slices, the digital
+    bias, the offset reference).
+    """
+    passes = weight_slices * input_slices
+    partials = passes * row_tiles * adc_inputs
+    adds = n_out * (partials - 1) + n_out * int(digital_bias) + n_out * int(offset_reference)
+    return {
+        "array_reads": passes * row_tiles * col_tiles,
+        "rows_driven": passes * n_rows * col_tiles,
+        "conversions": partials * n_out,
+        "digital_adds": adds,
+    }

@@ -22,8 +22,9 @@ from ..kernels.rng import derive_key
 PURPOSE_PROGRAM, PURPOSE_STUCK, PURPOSE_DRIFT, PURPOSE_READ = 11, 12, 13, 14
 
 
-def program_devices(targets: np.ndarray, device: Device, seed: int, layer: int, weight_slice: int,
-                    side: int) -> np.ndarray:
+def program_devices(
+    targets: np.ndarray, device: Device, seed: int, layer: int, weight_slice: int, side: int
+) -> np.ndarray:
     """The conductances (uS, float32) that devices programmed to ``targets`` hold on this chip instance.
 
     ``targets`` (float32, any shape) is changed in place and returned.
@@ -31,26 +32,43 @@ def program_devices(targets: np.ndarray, device: Device, seed: int, layer: int, 
     flat = np.ascontiguousarray(targets).reshape(-1)
     ids = (seed, layer, weight_slice, side)
     if device.prog_sigma > 0:
-        sigma = error_model(device.prog_model).sigma_us(flat, device.prog_sigma, device.g_min_us,
-                                                        device.g_max_us, device.v_read_v)
+        sigma = error_model(device.prog_model).sigma_us(
+            flat, device.prog_sigma, device.g_min_us, device.g_max_us, device.v_read_v
+        )
         kernels.add_scaled_normal(flat, sigma, derive_key(PURPOSE_PROGRAM, *ids))
         del sigma
     if device.clip:
         np.clip(flat, device.g_min_us, device.g_max_us, out=flat)
     if device.stuck_on > 0 or device.stuck_off > 0:
-        kernels.apply_stuck(flat, derive_key(PURPOSE_STUCK, *ids), device.stuck_on, device.stuck_off,
-                            np.float32(device.g_min_us), np.float32(device.g_max_us))
+        kernels.apply_stuck(
+            flat,
+            derive_key(PURPOSE_STUCK, *ids),
+            device.stuck_on,
+            device.stuck_off,
+            np.float32(device.g_min_us),
+            np.float32(device.g_max_us),
+        )
     if device.drift_nu_mean > 0 or device.drift_nu_std > 0:
-        kernels.apply_drift(flat, derive_key(PURPOSE_DRIFT, *ids), device.drift_nu_mean, device.drift_nu_std,
-                            math.log(device.read_time_s / device.drift_t0_s))
+        kernels.apply_drift(
+            flat,
+            derive_key(PURPOSE_DRIFT, *ids),
+            device.drift_nu_mean,
+            device.drift_nu_std,
+            math.log(device.read_time_s / device.drift_t0_s),
+        )
     return flat.reshape(targets.shape)
 
 
 def read_sigmas(g: np.ndarray, device: Device) -> np.ndarray:
     """Read-noise width (uS, float32) of every device of ``g`` under ``device.read_model``."""
-    sigma = error_model(device.read_model).sigma_us(np.ascontiguousarray(g).reshape(-1), device.read_sigma,
-                                                    device.g_min_us, device.g_max_us, device.v_read_v,
-                                                    dtype=np.float32)
+    sigma = error_model(device.read_model).sigma_us(
+        np.ascontiguousarray(g).reshape(-1),
+        device.read_sigma,
+        device.g_min_us,
+        device.g_max_us,
+        device.v_read_v,
+        dtype=np.float32,
+    )
     return sigma.reshape(g.shape)
 
 

@@ -18,9 +18,16 @@ from .array import DenseArray
 from .context import LayerReads
 
 
-def fold(array: DenseArray, device: Device, factors: list[float], w_scale: float, x_scale: float,
-         differential: bool, bias_row: bool, digital_bias: np.ndarray | None
-         ) -> tuple[np.ndarray, np.ndarray | None]:
+def fold(
+    array: DenseArray,
+    device: Device,
+    factors: list[float],
+    w_scale: float,
+    x_scale: float,
+    differential: bool,
+    bias_row: bool,
+    digital_bias: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """(W_eff (n_in, n_out), b_eff or None), float32, in weight units: what the linear chip computes."""
     scale = w_scale / (device.v_read_v * device.g_range_us) * (1.0 if differential else 2.0)
     weights = array.effective_weights(factors, scale)
@@ -33,8 +40,14 @@ def fold(array: DenseArray, device: Device, factors: list[float], w_scale: float
     return np.ascontiguousarray(weights, np.float32), None if bias is None else bias.astype(np.float32)
 
 
-def read(x: np.ndarray, folded: tuple[np.ndarray, np.ndarray | None], x_scale: float,
-         row_conductance: list[np.ndarray], bias_row: bool, counts: LayerReads | None) -> np.ndarray:
+def read(
+    x: np.ndarray,
+    folded: tuple[np.ndarray, np.ndarray | None],
+    x_scale: float,
+    row_conductance: list[np.ndarray],
+    bias_row: bool,
+    counts: LayerReads | None,
+) -> np.ndarray:
     """y = x W_eff + b_eff for float32 ``x`` (batch, n_in), its reads counted in ``counts`` (None: not counted)."""
     weights, bias = folded
     if counts is not None:
@@ -42,7 +55,7 @@ def read(x: np.ndarray, folded: tuple[np.ndarray, np.ndarray | None], x_scale: f
         n_in = weights.shape[0]
         row_x2 = np.zeros(n_in)
         convert.column_square_sums(x, row_x2)
-        row_x2 *= x_scale ** -2
+        row_x2 *= x_scale**-2
         x2g = 0.0
         for rc in row_conductance:
             x2g += float(row_x2 @ rc[:n_in])

@@ -23,8 +23,9 @@ import numpy as np
 from ..config import BiasMode, Device, Mapping, MappingScheme
 
 
-def layer_rows(kernel: np.ndarray, bias: np.ndarray | None, mapping: Mapping,
-               x_scale: float) -> tuple[np.ndarray, bool, np.ndarray | None]:
+def layer_rows(
+    kernel: np.ndarray, bias: np.ndarray | None, mapping: Mapping, x_scale: float
+) -> tuple[np.ndarray, bool, np.ndarray | None]:
     """The weight rows the arrays hold (float64, a new array), whether the bias is one of them, and the digital bias.
 
     A bias held as a row is driven at full input x_max (``x_scale``), so that row holds b / x_max.
@@ -48,17 +49,17 @@ def slice_factors(levels: int, weight_slices: int) -> list[float]:
     """Recombination factor c_s of each weight slice: sum_s c_s digit_s = the normalized target."""
     if levels == 0:
         return [1.0]
-    full = levels ** weight_slices - 1
-    return [(levels - 1) * levels ** s / full for s in range(weight_slices)]
+    full = levels**weight_slices - 1
+    return [(levels - 1) * levels**s / full for s in range(weight_slices)]
 
 
 def slice_digits(magnitude: np.ndarray, levels: int, weight_slices: int) -> list[np.ndarray]:
     """Per weight slice, the normalized device targets in [0, 1] (float64) of magnitudes in [0, 1]."""
     if levels == 0:
         return [magnitude]
-    full = levels ** weight_slices - 1
+    full = levels**weight_slices - 1
     code = np.rint(np.clip(magnitude, 0.0, 1.0) * full).astype(np.int64)
-    return [((code // levels ** s) % levels) / (levels - 1) for s in range(weight_slices)]
+    return [((code // levels**s) % levels) / (levels - 1) for s in range(weight_slices)]
 
 
 def sides(w_norm: np.ndarray, scheme: MappingScheme) -> Iterator[np.ndarray]:
@@ -77,8 +78,12 @@ def target_conductances(w_norm: np.ndarray, device: Device, mapping: Mapping) ->
     """
     per_side = []
     for magnitude in sides(w_norm, mapping.scheme):
-        per_side.append([(device.g_min_us + device.g_range_us * digit).astype(np.float32)
-                         for digit in slice_digits(magnitude, device.levels, mapping.weight_slices)])
+        per_side.append(
+            [
+                (device.g_min_us + device.g_range_us * digit).astype(np.float32)
+                for digit in slice_digits(magnitude, device.levels, mapping.weight_slices)
+            ]
+        )
         del magnitude
     return [list(row) for row in zip(*per_side)]
 
@@ -92,8 +97,9 @@ def current_to_weight(w_scale: float, x_scale: float, device: Device, scheme: Ma
     return scale * (2.0 if scheme == MappingScheme.OFFSET else 1.0)
 
 
-def offset_reference(input_sum: np.ndarray, device: Device, factors: list[float], w_scale: float,
-                     x_scale: float) -> np.ndarray:
+def offset_reference(
+    input_sum: np.ndarray, device: Device, factors: list[float], w_scale: float, x_scale: float
+) -> np.ndarray:
     """Offset scheme: the output of a weight of zero, V (g_min sum_s c_s + dg / 2) sum_i x_i, in weight units.
 
     ``input_sum`` (float64, per image) is sum_k d_k sum_i x_ik over the normalized inputs of each input slice.

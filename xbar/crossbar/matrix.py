@@ -11,6 +11,8 @@ ADC). Units: conductances in uS, V_read in V, currents in uA.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..config import ADCRange, Hardware, MappingScheme
@@ -19,6 +21,7 @@ from ..kernels.rng import derive_key
 from . import linear, mapping, periphery
 from .array import Partial, array_solver
 from .context import ReadContext
+from .counts import per_vector
 from .devices import PURPOSE_READ, program_devices
 from .periphery import InputRange
 
@@ -48,8 +51,9 @@ class AnalogMatrix:
         Index of the weight layer (keys its random streams and its reads in a :class:`ReadContext`).
     """
 
-    def __init__(self, kernel: np.ndarray, bias: np.ndarray | None, hw: Hardware, input_range: InputRange,
-                 seed: int, layer: int):
+    def __init__(
+        self, kernel: np.ndarray, bias: np.ndarray | None, hw: Hardware, input_range: InputRange, seed: int, layer: int
+    ):
         self.hw, self.seed, self.layer = hw, int(seed), int(layer)
         self.n_in, self.n_out = kernel.shape
         self.input_range = input_range
@@ -66,14 +70,18 @@ class AnalogMatrix:
         weights /= self.w_scale  # in place: the float64 copies dominate the memory of programming
         targets = mapping.target_conductances(weights, device, hw.mapping)
         del weights
-        self.conductances = [[program_devices(g, device, self.seed, self.layer, s, side) for side, g in enumerate(row)]
-                             for s, row in enumerate(targets)]
+        self.conductances = [
+            [program_devices(g, device, self.seed, self.layer, s, side) for side, g in enumerate(row)]
+            for s, row in enumerate(targets)
+        ]
         """Per weight slice, per side (G+, G- or the offset device), float32 (n_rows, n_out), uS."""
         # Per weight slice: sum over columns and over the devices of a weight of G_ij (uS), per row.
-        self.row_conductance = [sum(g.sum(axis=1, dtype=np.float64) for g in row).astype(np.float32)
-                                for row in self.conductances]
-        self.array = array_solver(hw.tile.solver)(self.conductances, device, scheme, hw.mapping.subtract,
-                                                  self.row_tiles, self.seed, self.layer)
+        self.row_conductance = [
+            sum(g.sum(axis=1, dtype=np.float64) for g in row).astype(np.float32) for row in self.conductances
+        ]
+        self.array = array_solver(hw.tile.solver)(
+            self.conductances, device, scheme, hw.mapping.subtract, self.row_tiles, self.seed, self.layer
+        )
         self.read_noise = self.array.read_noise
         self.code_range = periphery.adc_code_range(hw.adc.bits, self.signed_adc)
         self.set_adc_ranges(None)
@@ -89,8 +97,16 @@ class AnalogMatrix:
         """With ideal converters and no read noise the chip is linear in x: its (W_eff, b_eff), else None."""
         if self.hw.dac.bits or self.hw.adc.bits or self.read_noise:
             return None
-        return linear.fold(self.array, self.hw.device, self.slice_factors, self.w_scale, self.x_scale,
-                           self.differential, self.bias_row, self.digital_bias)
+        return linear.fold(
+            self.array,
+            self.hw.device,
+            self.slice_factors,
+            self.w_scale,
+            self.x_scale,
+            self.differential,
+            self.bias_row,
+            self.digital_bias,
+        )
 
     def set_adc_ranges(self, recorded: dict[tuple[int, int, int], list[np.ndarray]] | None) -> None:
         """ADC steps of every (slice, row tile, ADC input) under ``adc.range``, from calibration reads if given."""
@@ -100,14 +116,16 @@ class AnalogMatrix:
         for s in range(self.n_slices):
             for t, rows in enumerate(self.row_tiles):
                 for o in range(self.array.inputs_per_tile):
-                    if adc.bits == 0:
-                        i_max = np.ones(self.n_out)  # an ideal converter has no range
-                    else:
-                        def worst_case(cols, s=s, o=o, rows=rows):
-                            return periphery.worst_case_current(self.array.operands[s][o], rows, cols,
-                                                                self.signed_inputs)
-                        i_max = periphery.adc_full_scale(adc, self.col_tiles, self.n_out, worst_case,
-                                                         None if recorded is None else recorded.get((s, t, o), []))
+                    reads = None if recorded is None else recorded.get((s, t, o), [])
+                    i_max = periphery.adc_full_scale(
+                        adc,
+                        rows,
+                        self.col_tiles,
+                        self.n_out,
+                        self.signed_inputs,
+                        functools.partial(self.array.cached_operand, s, o),
+                        reads,
+                    )
                     self.adc_steps[(s, t, o)] = periphery.adc_steps(i_max, adc.bits, self.signed_adc)
 
     @property
@@ -153,37 +171,39 @@ class AnalogMatrix:
             if recorded is not None:
                 for p, (s, t, _, o) in enumerate(partials):
                     recorded.setdefault((s, t, o), []).append(currents[p])
-            convert.read_out(currents, std, keys, row_ids[c0:c1], inv_step, step_scale, *self.code_range,
-                             0 if recorded is not None else self.hw.adc.bits, out[c0:c1])
+            convert.read_out(
+                currents,
+                std,
+                keys,
+                row_ids[c0:c1],
+                inv_step,
+                step_scale,
+                *self.code_range,
+                0 if recorded is not None else self.hw.adc.bits,
+                out[c0:c1],
+            )
         if not self.differential:
             input_sum = sum(f * x_k.sum(axis=1, dtype=np.float64) for f, x_k in zip(input_factors, inputs))
-            out -= mapping.offset_reference(input_sum, self.hw.device, self.slice_factors, self.w_scale,
-                                            self.x_scale)[:, None]
+            out -= mapping.offset_reference(input_sum, self.hw.device, self.slice_factors, self.w_scale, self.x_scale)[
+                :, None
+            ]
         if self.digital_bias is not None:
             out += self.digital_bias
         return out
 
     def counts_per_vector(self) -> dict[str, int]:
-        """Operations for one input vector (DESIGN.md section 4; docs/energy.md).
-
-        array_reads: physical arrays activated; rows_driven: rows driven over those
-        arrays; conversions: ADC conversions; digital_adds: additions after the ADC
-        (partial sums of tiles and slices, the digital bias, the offset reference).
-        """
-        passes = self.n_slices * self.hw.dac.input_slices
-        n_col_tiles = len(self.col_tiles)
-        partials = passes * len(self.row_tiles) * self.array.inputs_per_tile
-        adds = self.n_out * (partials - 1)
-        if self.digital_bias is not None:
-            adds += self.n_out
-        if not self.differential:
-            adds += self.n_out
-        return {
-            "array_reads": passes * len(self.row_tiles) * n_col_tiles,
-            "rows_driven": passes * self.n_rows * n_col_tiles,
-            "conversions": partials * self.n_out,
-            "digital_adds": adds,
-        }
+        """Operations for one input vector (:func:`.counts.per_vector`)."""
+        return per_vector(
+            self.n_rows,
+            self.n_out,
+            len(self.row_tiles),
+            len(self.col_tiles),
+            self.n_slices,
+            self.hw.dac.input_slices,
+            self.array.inputs_per_tile,
+            self.digital_bias is not None,
+            not self.differential,
+        )
 
     @property
     def devices_per_vector(self) -> int:

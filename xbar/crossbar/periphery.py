@@ -16,6 +16,7 @@ steps of I_max / 2^(bits - 1), unsigned ones I_max / (2^bits - 1).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,7 +69,7 @@ def dac_inputs(x: np.ndarray, dac: DAC, input_range: InputRange) -> tuple[list[n
     x_scale = input_range.x_max
     if dac.bits == 0:
         return [x * np.float32(1.0 / x_scale)], [1.0]
-    dac_levels = float(2 ** dac.bits - 1)
+    dac_levels = float(2**dac.bits - 1)
     if dac.input_slices == 1:
         normalized = np.empty(x.shape, np.float32)
         convert.dac_normalized(x, np.float32(1.0 / x_scale), np.float32(dac_levels), input_range.signed, normalized)
@@ -76,7 +77,7 @@ def dac_inputs(x: np.ndarray, dac: DAC, input_range: InputRange) -> tuple[list[n
     codes = np.empty(x.shape, np.int32)
     convert.dac_quantize(x, np.float32(1.0 / x_scale), np.float32(dac_levels), input_range.signed, codes)
     bits_per_slice = dac.bits // dac.input_slices
-    digit_max = 2 ** bits_per_slice - 1
+    digit_max = 2**bits_per_slice - 1
     magnitude, sign = np.abs(codes), np.sign(codes).astype(np.float32)
     slices, factors = [], []
     for k in range(dac.input_slices):
@@ -88,7 +89,7 @@ def dac_inputs(x: np.ndarray, dac: DAC, input_range: InputRange) -> tuple[list[n
 
 def worst_case_current(g: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], signed_inputs: bool) -> float:
     """Largest |I| (uA) a tile can produce for normalized inputs |x| <= 1 (``g`` holds V_read G)."""
-    block = g[rows[0]:rows[1], cols[0]:cols[1]].astype(np.float64)
+    block = g[rows[0] : rows[1], cols[0] : cols[1]].astype(np.float64)
     if signed_inputs:
         worst = np.abs(block).sum(axis=0)
     else:
@@ -100,15 +101,26 @@ def calibrated_current(recorded: list[np.ndarray], cols: tuple[int, int], percen
     """``percentile`` of |noise-free column current| (uA) over the recorded reads of one column tile."""
     if not recorded:
         return 0.0
-    samples = np.concatenate([np.abs(r[:, cols[0]:cols[1]]).ravel() for r in recorded])
+    samples = np.concatenate([np.abs(r[:, cols[0] : cols[1]]).ravel() for r in recorded])
     return float(np.percentile(samples, percentile)) if samples.size else 0.0
 
 
-def adc_full_scale(adc: ADC, col_tiles: list[tuple[int, int]], n_out: int, worst_case, recorded) -> np.ndarray:
+def adc_full_scale(
+    adc: ADC,
+    rows: tuple[int, int],
+    col_tiles: list[tuple[int, int]],
+    n_out: int,
+    signed_inputs: bool,
+    operand: Callable[[], np.ndarray],
+    recorded: list[np.ndarray] | None,
+) -> np.ndarray:
     """I_max (uA, float64, per column) of one ADC input of one row tile under ``adc.range``.
 
-    ``worst_case(cols)`` gives the tile's largest current; ``recorded`` the calibration reads, or None.
+    ``operand()`` gives the input's V_read G (for the ``max`` policy); ``recorded`` the calibration
+    reads, or None. An ideal (0-bit) converter has no range: ones.
     """
+    if adc.bits == 0:
+        return np.ones(n_out)
     i_max = np.empty(n_out, np.float64)
     for cols in col_tiles:
         if adc.range == ADCRange.FIXED:
@@ -116,8 +128,8 @@ def adc_full_scale(adc: ADC, col_tiles: list[tuple[int, int]], n_out: int, worst
         elif adc.range == ADCRange.CALIBRATED and recorded is not None:
             value = calibrated_current(recorded, cols, adc.percentile)
         else:
-            value = worst_case(cols)
-        i_max[cols[0]:cols[1]] = value if value > 0 else 1e-12
+            value = worst_case_current(operand(), rows, cols, signed_inputs)
+        i_max[cols[0] : cols[1]] = value if value > 0 else 1e-12
     return i_max
 
 
@@ -128,7 +140,7 @@ def adc_steps(i_max: np.ndarray, bits: int, signed: bool) -> tuple[np.ndarray, n
     elif signed:
         step = i_max / 2 ** (bits - 1)
     else:
-        step = i_max / (2 ** bits - 1)
+        step = i_max / (2**bits - 1)
     return step.astype(np.float32), (1.0 / step).astype(np.float32)
 
 
@@ -138,4 +150,4 @@ def adc_code_range(bits: int, signed: bool) -> tuple[float, float]:
         return 0.0, 0.0
     if signed:
         return -float(2 ** (bits - 1)), float(2 ** (bits - 1) - 1)
-    return 0.0, float(2 ** bits - 1)
+    return 0.0, float(2**bits - 1)

@@ -9,6 +9,7 @@ and ``ninf`` are never set: NaN must propagate so that it can be caught.
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import numba
 
@@ -27,10 +28,13 @@ CACHE = os.environ.get("XBAR_NUMBA_CACHE", "1") != "0"
 # of other files (every noise kernel inlines rng.py): after an edit of rng.py alone, the cached
 # converter kernels kept the old generator (seen here). So the cache lives in a folder named by a
 # hash of all the kernels' sources, and any edit starts a fresh one.
-SOURCES_DIGEST = hashlib.sha256(b"".join(path.read_bytes() for path in sorted(Path(__file__).parent.glob("*.py"))
-                                         )).hexdigest()[:16]
-CACHE_DIR = os.path.join(numba.config.CACHE_DIR or os.path.join(os.path.dirname(__file__), "__pycache__"),
-                         f"xbar-kernels-{SOURCES_DIGEST}")
+SOURCES_DIGEST = hashlib.sha256(
+    b"".join(path.read_bytes() for path in sorted(Path(__file__).parent.glob("*.py")))
+).hexdigest()[:16]
+_NUMBA_CONFIG: Any = numba.config  # its settings are set at import from the environment: no static attributes
+CACHE_DIR = os.path.join(
+    _NUMBA_CONFIG.CACHE_DIR or os.path.join(os.path.dirname(__file__), "__pycache__"), f"xbar-kernels-{SOURCES_DIGEST}"
+)
 
 
 def _compiler(**options):
@@ -38,11 +42,12 @@ def _compiler(**options):
         if not CACHE:
             return numba.njit(function, **options)
         # Numba picks a kernel's cache folder when it is decorated: set ours for that moment only.
-        previous, numba.config.CACHE_DIR = numba.config.CACHE_DIR, CACHE_DIR
+        previous, _NUMBA_CONFIG.CACHE_DIR = _NUMBA_CONFIG.CACHE_DIR, CACHE_DIR
         try:
             return numba.njit(function, cache=True, **options)
         finally:
-            numba.config.CACHE_DIR = previous
+            _NUMBA_CONFIG.CACHE_DIR = previous
+
     return decorate
 
 

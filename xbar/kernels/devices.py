@@ -26,8 +26,12 @@ CLAMPED_QUADRATIC = 2
 """scale max(p0 + p1 x + p2 x^2, 0) uS with x = G / p3."""
 SATURATING_CURRENT = 3
 """scale p0 nA (1 - exp(-I / p1 nA)) / V_read with I = G V_read: a current noise that saturates (nA / V = 1e-3 uS)."""
-FORMS = {"range": RANGE, "proportional": PROPORTIONAL, "clamped-quadratic": CLAMPED_QUADRATIC,
-         "saturating-current": SATURATING_CURRENT}
+FORMS = {
+    "range": RANGE,
+    "proportional": PROPORTIONAL,
+    "clamped-quadratic": CLAMPED_QUADRATIC,
+    "saturating-current": SATURATING_CURRENT,
+}
 
 
 @jit

@@ -5,6 +5,19 @@ from .layers import LAYER_KINDS, Conv2D, Dense, Flatten, IdealMatrix, Layer, Mat
 from .network import Network
 
 __all__ = [
-    "ARCHS", "build", "cnn", "mlp", "rnn", "LAYER_KINDS", "Conv2D", "Dense", "Flatten",
-    "IdealMatrix", "Layer", "Matmul", "MaxPool2D", "Mosaic", "Network",
+    "ARCHS",
+    "build",
+    "cnn",
+    "mlp",
+    "rnn",
+    "LAYER_KINDS",
+    "Conv2D",
+    "Dense",
+    "Flatten",
+    "IdealMatrix",
+    "Layer",
+    "Matmul",
+    "MaxPool2D",
+    "Mosaic",
+    "Network",
 ]

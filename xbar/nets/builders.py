@@ -52,9 +52,14 @@ def cnn(dataset: str = "mnist", seed: int = 0) -> Network:
     """The paper's CNN C3/3-C3/3-MP2-C3/6-C3/6-D100-D10 ("same" 3x3 convs): 119,322 parameters."""
     rng = np.random.default_rng(seed)
     layers = [
-        _conv(rng, 1, 3), _conv(rng, 3, 3), MaxPool2D(pool_size=2),
-        _conv(rng, 3, 6), _conv(rng, 6, 6), Flatten(),
-        _dense(rng, 14 * 14 * 6, 100), _dense(rng, 100, N_CLASSES, "linear"),
+        _conv(rng, 1, 3),
+        _conv(rng, 3, 3),
+        MaxPool2D(pool_size=2),
+        _conv(rng, 3, 6),
+        _conv(rng, 6, 6),
+        Flatten(),
+        _dense(rng, 14 * 14 * 6, 100),
+        _dense(rng, 100, N_CLASSES, "linear"),
     ]
     return Network("cnn", dataset, IMAGE_SHAPE, N_CLASSES, layers, {})
 
@@ -77,7 +82,9 @@ def rnn(dataset: str = "mnist", timesteps: int = 7, seed: int = 0) -> Network:
     rng = np.random.default_rng(seed)
     core = Mosaic(
         kernel=_uniform(rng, (RNN_CORE_ROWS, RNN_CORE_COLS), RNN_CORE_ROWS),
-        bias=None, timesteps=timesteps, feedback=feedback,
+        bias=None,
+        timesteps=timesteps,
+        feedback=feedback,
     )
     layers = [Flatten(), core, _dense(rng, RNN_CORE_COLS, N_CLASSES, "linear")]
     return Network("rnn", dataset, IMAGE_SHAPE, N_CLASSES, layers, {"timesteps": timesteps})

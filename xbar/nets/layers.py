@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -148,7 +149,7 @@ class Layer:
 class WeightLayer(Layer):
     """A layer computing an affine map through one weight matrix."""
 
-    kernel: np.ndarray = field(default=None, repr=False, metadata=_DATASET)
+    kernel: np.ndarray = field(default=typing.cast(np.ndarray, None), repr=False, metadata=_DATASET)
     bias: np.ndarray | None = field(default=None, repr=False, metadata=_DATASET)
     activation: str = "brelu"
     has_weights: ClassVar[bool] = True
@@ -160,9 +161,7 @@ class WeightLayer(Layer):
         if self.bias is not None:
             self.bias = np.asarray(self.bias)
             if self.bias.shape != (self.kernel.shape[-1],):
-                raise XbarError(
-                    f"{self.kind}: bias shape {self.bias.shape} does not match kernel {self.kernel.shape}"
-                )
+                raise XbarError(f"{self.kind}: bias shape {self.bias.shape} does not match kernel {self.kernel.shape}")
 
     @property
     def kernel2d(self) -> np.ndarray:
@@ -300,7 +299,7 @@ class Mosaic(WeightLayer):
         rows = np.zeros((batch, n_step + feedback), dtype=np.float32)
         out = None
         for step in range(self.timesteps):
-            rows[:, :n_step] = x[:, step * n_step:(step + 1) * n_step]
+            rows[:, :n_step] = x[:, step * n_step : (step + 1) * n_step]
             if out is not None:
                 rows[:, n_step:] = out[:, :feedback]
             out = _activate(matmul(rows), self.activation)
@@ -311,7 +310,7 @@ class Mosaic(WeightLayer):
         out = x.new_zeros((x.shape[0], kernel.shape[1]))
         for step in range(self.timesteps):
             # A fresh concatenation per step rather than numpy's reused buffer: autograd needs every step's rows.
-            rows = torch.cat([x[:, step * n_step:(step + 1) * n_step], out[:, :feedback]], dim=1)
+            rows = torch.cat([x[:, step * n_step : (step + 1) * n_step], out[:, :feedback]], dim=1)
             z = rows @ kernel
             out = act(z if bias is None else z + bias, self.activation)
         return out
@@ -370,6 +369,4 @@ class Flatten(Layer):
         return x.reshape(x.shape[0], -1)
 
 
-LAYER_KINDS: dict[str, type[Layer]] = {
-    cls.kind: cls for cls in (Dense, Conv2D, Mosaic, MaxPool2D, Flatten)
-}
+LAYER_KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in (Dense, Conv2D, Mosaic, MaxPool2D, Flatten)}

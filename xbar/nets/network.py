@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -55,15 +55,12 @@ class Network:
     @property
     def weight_layers(self) -> list[WeightLayer]:
         """The layers holding a weight matrix, in order: one crossbar matrix each."""
-        return [layer for layer in self.layers if layer.has_weights]
+        return [layer for layer in self.layers if isinstance(layer, WeightLayer)]
 
     @property
     def n_params(self) -> int:
         """Number of trainable parameters (kernels and biases)."""
-        return sum(
-            layer.kernel.size + (0 if layer.bias is None else layer.bias.size)
-            for layer in self.weight_layers
-        )
+        return sum(layer.kernel.size + (0 if layer.bias is None else layer.bias.size) for layer in self.weight_layers)
 
     def ideal_matmuls(self) -> list[Matmul]:
         """The ideal float32 product of each weight layer, in order."""
@@ -107,16 +104,22 @@ class Network:
 
     def predict(self, x: np.ndarray, matmuls: Sequence[Matmul] | None = None, batch_size: int = 1000) -> np.ndarray:
         """Predicted class of each sample, computed in batches of ``batch_size``."""
-        return np.concatenate([
-            self.forward(x[start:start + batch_size], matmuls).argmax(axis=1)
-            for start in range(0, len(x), batch_size)
-        ]) if len(x) else np.zeros(0, dtype=np.int64)
+        return (
+            np.concatenate(
+                [
+                    self.forward(x[start : start + batch_size], matmuls).argmax(axis=1)
+                    for start in range(0, len(x), batch_size)
+                ]
+            )
+            if len(x)
+            else np.zeros(0, dtype=np.int64)
+        )
 
     def summary(self) -> list[tuple[str, tuple[int, ...], tuple[int, ...] | None, int]]:
         """(kind, output shape, kernel shape or None, parameter count) for each layer."""
-        rows = []
+        rows: list[tuple[str, tuple[int, ...], tuple[int, ...] | None, int]] = []
         for layer, shape in zip(self.layers, self.shapes[1:]):
-            if layer.has_weights:
+            if isinstance(layer, WeightLayer):
                 n = layer.kernel.size + (0 if layer.bias is None else layer.bias.size)
                 rows.append((layer.kind, shape, tuple(layer.kernel.shape), n))
             else:
