@@ -65,27 +65,35 @@ class ProgrammedNetwork:
         threads = numba.get_num_threads()
         n = x.shape[0]
         if threads == 1 or n < 2 * _MIN_IMAGES_PER_THREAD or all(m.linear is not None for m in self.matrices):
-            return self.read(x, ReadContext(image_offset, n))
+            context = ReadContext(image_offset, n)
+            logits = self.read(x, context)
+            self.count(context, n)
+            return logits
         threads = min(threads, n // _MIN_IMAGES_PER_THREAD)
         bounds = [(n * i // threads, n * (i + 1) // threads) for i in range(threads)]
         with one_threaded_blas():
             blocks = list(_block_pool(threads).map(lambda b: self._forward_block(x, image_offset, *b), bounds))
-        return np.concatenate(blocks)
+        # Counted here, in block order, not by the threads: the totals stay exact and reproducible.
+        for (start, stop), (_, context) in zip(bounds, blocks):
+            self.count(context, stop - start)
+        return np.concatenate([logits for logits, _ in blocks])
 
     def read(self, x: np.ndarray, context: ReadContext) -> np.ndarray:
-        """Logits of the batch ``x`` in one thread, the reads going to ``context`` and then into the chip's counts."""
+        """Logits of the batch ``x`` in this thread, its reads collected in ``context`` (not yet counted)."""
         products = [functools.partial(matrix.read, context=context) for matrix in self.matrices]
-        logits = self.network.forward(x, products)
-        if not context.calibrating:
-            for index, totals in enumerate(self.reads):
-                totals.add(context.layer(index))
-            self.images_read += x.shape[0]
-        return logits
+        return self.network.forward(x, products)
 
-    def _forward_block(self, x: np.ndarray, image_offset: int, start: int, stop: int) -> np.ndarray:
+    def count(self, context: ReadContext, n_images: int) -> None:
+        """Add the reads collected in ``context`` over ``n_images`` images to the chip's counts."""
+        for index, totals in enumerate(self.reads):
+            totals.add(context.layer(index))
+        self.images_read += n_images
+
+    def _forward_block(self, x: np.ndarray, image_offset: int, start: int, stop: int) -> tuple[np.ndarray, ReadContext]:
         """One thread's share of :meth:`forward`: images ``start .. stop - 1`` of ``x``, one thread deep."""
         numba.set_num_threads(1)  # thread-local in Numba: this pool thread's kernels stay serial
-        return self.read(x[start:stop], ReadContext(image_offset + start, stop - start))
+        context = ReadContext(image_offset + start, stop - start)
+        return self.read(x[start:stop], context), context
 
     def operation_counts(self) -> ChipCounts:
         """Per-inference operations of every weight layer over the images read so far (the energy model's input)."""
