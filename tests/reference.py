@@ -128,49 +128,23 @@ def ref_crossbar(x, kernel, bias, hw, x_max, signed_inputs):
 
     Supports both mapping schemes, bias as a row or digital, device levels, weight
     slices, bit-serial inputs, tiles, DAC/ADC bits, ADC ranges 'max' and 'fixed',
-    and analog or digital subtraction. Returns float64 (batch, n_out).
+    and analog or digital subtraction. Returns float64 (batch, n_out). The mapping and the DAC are
+    ref_layout's and ref_dac_slices's (below); the ADC ranges and the accumulation are its own.
     """
-    dev, mp = hw.device, hw.mapping
+    layout = ref_layout(kernel, bias, hw, x_max)
+    g, c, w_scale, scale = layout["g"], layout["c"], layout["w_scale"], layout["scale"]
+    differential, bias_row, rt, ct = layout["differential"], layout["bias_row"], layout["rows"], layout["cols"]
+    dev = hw.device
     g_min, dg, v = dev.g_min_us, dev.g_max_us - dev.g_min_us, dev.v_read_v
-    w = np.asarray(kernel, np.float64)
-    bias_row = mp.bias.value == "row" and bias is not None
-    if bias_row:
-        w = np.vstack([w, np.asarray(bias, np.float64)[None] / x_max])
-    n_rows, n_out = w.shape
-    w_scale = np.abs(w).max()
-    differential = mp.scheme.value == "differential"
-    if differential:
-        sides = [np.clip(w / w_scale, 0, 1), np.clip(-w / w_scale, 0, 1)]
-    else:
-        sides = [(np.clip(w / w_scale, -1, 1) + 1) / 2]
-    per_side = [ref_targets(s, dev.levels, mp.weight_slices) for s in sides]
-    c = per_side[0][1]
-    g = [[(g_min + dg * per_side[side][0][s]).astype(np.float32).astype(np.float64) for side in range(len(sides))]
-         for s in range(len(c))]
-    analog = differential and mp.subtract.value == "analog"
-    signed_adc = analog or signed_inputs
+    n_out = np.asarray(kernel).shape[1]
+    signed_adc = layout["analog"] or signed_inputs
     batch = x.shape[0]
     xs = np.hstack([x, np.full((batch, 1), x_max)]) if bias_row else np.asarray(x, np.float64)
-    # DAC
-    dac = hw.dac
-    if dac.bits == 0:
-        slices, d = [xs / x_max], [1.0]
-    else:
-        levels = 2**dac.bits - 1
-        codes = np.array([[ref_dac_code(val, x_max, dac.bits, signed_inputs) for val in row] for row in xs])
-        bps = dac.bits // dac.input_slices
-        dmax = 2**bps - 1
-        slices = [np.sign(codes) * ((np.abs(codes) >> (k * bps)) & dmax) / dmax for k in range(dac.input_slices)]
-        d = [dmax * 2 ** (k * bps) / levels for k in range(dac.input_slices)]
-    rt = [(r, min(r + hw.tile.rows, n_rows)) for r in range(0, n_rows, hw.tile.rows)]
-    ct = [(q, min(q + hw.tile.cols, n_out)) for q in range(0, n_out, hw.tile.cols)]
-    scale = w_scale * x_max / (v * dg) * (1 if differential else 2)
+    slices, d = ref_dac_slices(xs, hw, x_max, signed_inputs)
     out = np.zeros((batch, n_out))
     for s in range(len(c)):
-        operands = [(1.0, g[s][0] - g[s][1])] if analog else list(zip((1.0, -1.0), g[s])) if differential \
-            else [(1.0, g[s][0])]
         for (r0, r1) in rt:
-            for sign, gg in operands:
+            for sign, gg in _ref_operands(layout, s):
                 i_max = np.zeros(n_out)
                 for (q0, q1) in ct:
                     if hw.adc.range.value == "fixed":
