@@ -7,6 +7,7 @@ becomes one line on stderr and exit code 2.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -16,13 +17,16 @@ import numpy as np
 
 from . import __version__, data
 from .errors import XbarError
+from .progress import Progress
+from .train import MAX_HIDDEN, MAX_LR, MAX_SEED
 
 # click >= 8.2 signals "no subcommand given" with this UsageError; older releases print help themselves.
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def _fail(message: str) -> None:
-    click.echo(f"xbar: error: {message}", err=True)
+    # One line whatever the message holds (click lists choices on lines of their own).
+    click.echo(f"xbar: error: {' '.join(message.split())}", err=True)
     sys.exit(2)
 
 
@@ -73,6 +77,19 @@ def _progress_bar(total: int, label: str):
     return click.progressbar(
         length=total, label=label, file=sys.stderr, show_eta=True, show_percent=True, show_pos=True
     )
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A float range that refuses NaN and infinities (click's own lets NaN through every bound)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress display or estimates on stderr.")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -151,7 +168,7 @@ def info_cmd(weights, as_json):
 )
 @click.option(
     "--sigma-syn",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     default=None,
     help="Synaptic noise: additive, relative to the conductance range (needs --hardware).",
 )
@@ -171,7 +188,7 @@ def info_cmd(weights, as_json):
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N test images.")
 @click.option(
     "--sigma-te",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     default=0.0,
     show_default=True,
     help="Std of Gaussian noise added to each test pixel (pixels in [0, 1]).",
@@ -186,7 +203,7 @@ def info_cmd(weights, as_json):
 )
 @click.option(
     "--seed",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_SEED),
     default=0,
     show_default=True,
     help="Seed from which every chip instance's seed is derived.",
@@ -199,12 +216,26 @@ def info_cmd(weights, as_json):
     "1000); results do not depend on it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@QUIET
 def run_cmd(
-    weights, hardware_spec, overrides, sigma_syn, syn_mode, dataset, limit, sigma_te, n_seeds, seed, batch_size, as_json
+    weights,
+    hardware_spec,
+    overrides,
+    sigma_syn,
+    syn_mode,
+    dataset,
+    limit,
+    sigma_te,
+    n_seeds,
+    seed,
+    batch_size,
+    as_json,
+    quiet,
 ):
     """Accuracy and speed of a network over chip instances (default: the shipped MNIST MLP)."""
-    from .config import resolve
+    from .config import describe_errors, resolve
     from .evaluate import run_chips, with_sigma_syn
+    from .kernels import announce_compilation
 
     if hardware_spec is None and (overrides or sigma_syn is not None):
         raise XbarError("--set and --sigma-syn need --hardware (e.g. --hardware paper)")
@@ -213,18 +244,19 @@ def run_cmd(
     network = _load_weights(weights)
     dataset = dataset or network.dataset
     images, labels = data.load(dataset, "test", limit=limit)
-    with _progress_bar(len(images) * n_seeds, "run") as bar:
+    with Progress("run", len(images) * n_seeds, quiet=quiet) as bar, announce_compilation(bar.note):
         summary = run_chips(
-            network, hw, images, labels, seed, n_seeds, sigma_te=sigma_te, batch_size=batch_size, progress=bar.update
+            network, hw, images, labels, seed, n_seeds, sigma_te=sigma_te, batch_size=batch_size, progress=bar.advance
         )
     report = summary.to_dict(weights=str(weights), dataset=dataset, sigma_syn=sigma_syn, syn_mode=syn_mode)
     if as_json:
         click.echo(json.dumps(report))
         return
-    label = "float32 reference" if hw is None else hw.name
+    chip = "float32 reference (no crossbar)" if hw is None else f"hardware {hw.name}: {describe_errors(hw)}"
+    knobs = "" if sigma_syn is None else f", sigma_syn {sigma_syn} ({syn_mode})"
     click.echo(
-        f"{weights} on {dataset}: {summary.n_images} images x {n_seeds} chip instance(s), hardware {label}, "
-        f"sigma_syn {sigma_syn or 0} ({syn_mode}), sigma_te {sigma_te}"
+        f"{weights} on {dataset}: {summary.n_images} images x {n_seeds} chip instance(s), {chip}{knobs}, "
+        f"sigma_te {sigma_te}"
     )
     if n_seeds > 1:
         click.echo("accuracies: " + " ".join(f"{a:.4f}" for a in summary.accuracies))
@@ -258,19 +290,22 @@ def run_cmd(
     show_default=True,
     help="Test images whose inputs set the cells' read energy (the only data-dependent part).",
 )
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0, max=MAX_SEED), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def energy_cmd(weights, hardware_spec, overrides, n_images, seed, as_json):
+@QUIET
+def energy_cmd(weights, hardware_spec, overrides, n_images, seed, as_json, quiet):
     """Energy per inference (J) of a network on a crossbar, by layer and by part."""
     from .config import resolve
     from .crossbar import program
     from .energy import PARTS, energy_report
+    from .kernels import announce_compilation
 
     hw = resolve(hardware_spec, overrides)
     network = _load_weights(weights)
     images, _ = data.load(network.dataset, "test", limit=n_images)
-    chip = program(network, hw, seed, images[: hw.calibration_images])
-    chip.forward(images, 0)
+    with Progress("energy", quiet=quiet) as bar, announce_compilation(bar.note):
+        chip = program(network, hw, seed, images[: hw.calibration_images])
+        chip.forward(images, 0)
     report = {
         "weights": str(weights),
         "hardware": hw.name,
@@ -330,14 +365,30 @@ def sweep_cmd(spec_path, output, resume, workers, scheduler):
 
 @main.command("plot")
 @click.argument("results", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG file.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Figure file; its extension chooses the format (.png, .pdf, .svg).",
+)
 @click.option("--x", "x_param", default=None, help="Swept parameter on the x axis (default: sigma_syn or the first).")
-def plot_cmd(results, output, x_param):
+@click.option(
+    "--dpi",
+    type=click.IntRange(min=10, max=2400),
+    default=120,
+    show_default=True,
+    help="Resolution of a PNG (dots per inch; vector formats ignore it for lines and text).",
+)
+def plot_cmd(results, output, x_param, dpi):
     """Plot a sweep's accuracy (mean and 95% confidence band over chip instances)."""
-    from .plot import plot_sweep
+    from ._files import check_output_path
+    from .plot import figure_format, plot_sweep
     from .results import read_rows
 
-    plot_sweep(read_rows(results), output, x=x_param)
+    figure_format(output)
+    check_output_path(output)
+    plot_sweep(read_rows(results), output, x=x_param, dpi=dpi)
     click.echo(f"{output}")
 
 
@@ -440,10 +491,12 @@ def data_verify_cmd(dataset):
 @click.option(
     "--timesteps", type=click.IntRange(min=1), default=7, show_default=True, help="RNN time steps (a divisor of 784)."
 )
-@click.option("--hidden", type=click.IntRange(min=1), default=300, show_default=True, help="MLP hidden size.")
+@click.option(
+    "--hidden", type=click.IntRange(min=1, max=MAX_HIDDEN), default=300, show_default=True, help="MLP hidden size."
+)
 @click.option(
     "--sigma-neu",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     default=0.0,
     show_default=True,
     help="Std of Gaussian noise at every hidden activation during training.",
@@ -452,7 +505,7 @@ def data_verify_cmd(dataset):
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option(
     "--lr",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True, max=MAX_LR),
     default=1e-3,
     show_default=True,
     help="Adam learning rate (cosine-decayed to 0).",
@@ -473,7 +526,7 @@ def data_verify_cmd(dataset):
     show_default=True,
     help="Keep the last N training images out of training (for validation).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0, max=MAX_SEED), default=0, show_default=True)
 @click.option(
     "-o",
     "--output",
@@ -481,6 +534,7 @@ def data_verify_cmd(dataset):
     required=True,
     help="Weights file (.h5) to write.",
 )
+@QUIET
 def train_cmd(
     arch,
     dataset,
@@ -496,11 +550,14 @@ def train_cmd(
     holdout,
     seed,
     output,
+    quiet,
 ):
     """Train one of the paper's networks with PyTorch and write it as an xbar weights file."""
     from . import io
+    from ._files import check_output_path
     from .train import TrainConfig, train
 
+    check_output_path(output)
     config = TrainConfig(
         arch=arch,
         dataset=dataset,
@@ -516,11 +573,11 @@ def train_cmd(
         max_steps=max_steps,
         holdout=holdout,
     )
-    with _progress_bar(1, f"train {arch} {dataset}") as bar:
+    with Progress(f"train {arch} {dataset}", quiet=quiet) as bar:
 
         def progress(step, total, loss):
-            bar.length = total
-            bar.update(1)
+            bar.set_total(total)
+            bar.advance(1)
 
         network, losses = train(config, progress)
     io.save(network, output)

@@ -43,8 +43,9 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
+from ._files import read_text
 from .device_models import error_model
-from .errors import ConfigError
+from .errors import ConfigError, XbarError
 
 
 class ReadNoiseMode(str, Enum):
@@ -278,6 +279,10 @@ class Energy:
         _check(1 <= self.nominal_bits <= 24, f"energy.nominal_bits must be in [1, 24], got {self.nominal_bits}")
 
 
+MAX_WEIGHT_STATE_BITS = 32
+"""Most states a sliced weight may have, as bits: levels^weight_slices <= 2^32."""
+
+
 @dataclass(frozen=True)
 class Hardware:
     """A whole crossbar chip description."""
@@ -298,10 +303,47 @@ class Hardware:
             self.mapping.weight_slices == 1 or self.device.levels >= 2,
             "mapping.weight_slices > 1 needs device.levels >= 2",
         )
+        # The slices' digits recombine in float arithmetic: past 2^32 states the extra precision is
+        # below float32 weights' own and levels^slices soon overflows a float.
+        _check(
+            self.mapping.weight_slices == 1
+            or self.mapping.weight_slices * math.log2(self.device.levels) <= MAX_WEIGHT_STATE_BITS,
+            f"device.levels^mapping.weight_slices ({self.device.levels}^{self.mapping.weight_slices}) must be at "
+            f"most 2^{MAX_WEIGHT_STATE_BITS} weight states",
+        )
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (enums as their strings)."""
         return json.loads(json.dumps(dataclasses.asdict(self), default=lambda e: e.value))
+
+
+def describe_errors(hw: Hardware) -> str:
+    """One line naming what makes ``hw`` differ from ideal float inference, for run headers.
+
+    Device errors that act (with their model and width), levels, weight slices,
+    converter bits and ranges; ``ideal`` when nothing acts.
+    """
+    device, parts = hw.device, []
+    if device.prog_sigma > 0:
+        parts.append(f"programming error {device.prog_model} x{device.prog_sigma:g}")
+    if device.read_sigma > 0:
+        parts.append(f"read noise {device.read_model} x{device.read_sigma:g} ({device.read_noise_mode.value})")
+    if device.stuck_on > 0 or device.stuck_off > 0:
+        parts.append(f"stuck on {device.stuck_on:g} / off {device.stuck_off:g}")
+    if device.drift_nu_mean > 0 or device.drift_nu_std > 0:
+        parts.append(f"drift nu {device.drift_nu_mean:g} +- {device.drift_nu_std:g} read at {device.read_time_s:g} s")
+    if device.levels:
+        parts.append(
+            f"{device.levels} levels"
+            + (f" x {hw.mapping.weight_slices} slices" if hw.mapping.weight_slices > 1 else "")
+        )
+    if hw.dac.bits:
+        parts.append(f"DAC {hw.dac.bits} b ({hw.dac.range.value})")
+    if hw.adc.bits:
+        parts.append(f"ADC {hw.adc.bits} b ({hw.adc.range.value})")
+    if hw.mapping.bias is BiasMode.ROW:
+        parts.append("bias as a row")
+    return ", ".join(parts) or "ideal devices and converters"
 
 
 def _check(condition: bool, message: str) -> None:
@@ -368,6 +410,10 @@ PRESETS: dict[str, Hardware] = {
 }
 
 
+MAX_INT_VALUE = 2**31 - 1
+"""Largest integer any hardware field accepts from TOML or ``--set``."""
+
+
 def _coerce(value: Any, typ: Any, key: str):
     """Check/convert a TOML or command-line value to the field type ``typ``."""
     if isinstance(typ, str):  # postponed annotations
@@ -384,6 +430,9 @@ def _coerce(value: Any, typ: Any, key: str):
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if typ is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            # Kernels take int64 (and sizes far below): refuse what no field can mean before it overflows.
+            if abs(value) > MAX_INT_VALUE:
+                raise ConfigError(f"{key}: {value} is out of range (at most {MAX_INT_VALUE:,} in magnitude)")
             return value
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if typ is float:
@@ -448,14 +497,22 @@ def _flatten(table: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+MAX_TOML_BYTES = 4 * 2**20
+"""Largest hardware or sweep TOML file read (bytes): far above any real one, and it bounds parsing."""
+
+
 def read_toml(path: str | Path) -> dict:
     """The table of a TOML file, or a one-line :class:`ConfigError` naming the file and the problem."""
     try:
-        return tomllib.loads(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        text = read_text(path, max_bytes=MAX_TOML_BYTES)
+    except XbarError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise ConfigError(
+            f"{path}: not valid TOML ({str(exc).splitlines()[0] if str(exc) else 'nested too deep'})"
+        ) from None
 
 
 def load_toml(path: str | Path) -> Hardware:
@@ -463,8 +520,8 @@ def load_toml(path: str | Path) -> Hardware:
     ``[device]``, ``[mapping]``, ``[dac]``, ``[adc]``, ``[tile]``, ``[energy]`` overriding its fields."""
     path = Path(path)
     table = read_toml(path)
-    base = preset(table.pop("preset", "ideal"))
     try:
+        base = preset(table.pop("preset", "ideal"))
         hw = apply_overrides(base, _flatten(table))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None

@@ -15,16 +15,19 @@ import gzip
 import hashlib
 import os
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ._files import atomic_path
-from .errors import DataError
+from ._files import atomic_path, check_regular_file
+from .errors import DataError, XbarError
+from .shipped import data_dir as shipped_data_dir
 
-#: Repository folder holding the shipped test sets and weights.
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data"
+#: Folder holding the shipped test sets and weights: the checkout's ``data/``, or the copy a wheel
+#: installs under ``<prefix>/share/xbar/data``, or ``$XBAR_SHIPPED_DATA`` (see xbar.shipped).
+SHIPPED_DIR = shipped_data_dir()
 
 SPLITS = ("train", "test")
 
@@ -154,16 +157,29 @@ def parse_idx(raw: bytes, what: str = "IDX data") -> np.ndarray:
     return np.frombuffer(raw, dtype, offset=header).reshape(shape)
 
 
-def read_idx_bytes(path: Path) -> bytes:
-    """Read an IDX file, gzip-compressed or raw, and return its decompressed bytes."""
+def read_idx_bytes(path: Path, max_bytes: int | None = None) -> bytes:
+    """Read an IDX file, gzip-compressed or raw, and return its decompressed bytes.
+
+    Only a regular file is read, and at most ``max_bytes`` decompressed bytes
+    (a larger file is an error before it fills memory; a gzip bomb included).
+    """
+    try:
+        check_regular_file(path)
+    except XbarError as exc:
+        raise DataError(str(exc)) from None
+    limit = -1 if max_bytes is None else max_bytes + 1
     try:
         with open(path, "rb") as fh:
             head = fh.read(2)
         opener = gzip.open if head == b"\x1f\x8b" else open
         with opener(path, "rb") as fh:
-            return fh.read()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
+            raw = fh.read(limit)
+    except (OSError, EOFError, zlib.error) as exc:
+        # gzip reports a damaged stream as BadGzipFile (an OSError), EOFError or zlib.error.
+        raise DataError(f"{path}: cannot read, damaged or truncated ({exc})") from None
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise DataError(f"{path}: more than the {max_bytes:,} bytes this IDX file has")
+    return raw
 
 
 def _find_file(folder: Path, name: str) -> Path | None:
@@ -214,8 +230,9 @@ def load(name: str, split: str = "test", limit: int | None = None) -> tuple[np.n
     labels : ndarray, int64, shape (n,)
     """
     images_path, labels_path = locate(name, split)
-    images = parse_idx(read_idx_bytes(images_path), str(images_path))
-    labels = parse_idx(read_idx_bytes(labels_path), str(labels_path))
+    images_file, labels_file = dataset_spec(name).files[split]
+    images = parse_idx(read_idx_bytes(images_path, images_file.n_bytes), str(images_path))
+    labels = parse_idx(read_idx_bytes(labels_path, labels_file.n_bytes), str(labels_path))
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
         raise DataError(f"{images_path}: images {images.shape} and labels {labels.shape} disagree")
     if limit is not None:
@@ -248,13 +265,16 @@ def _obtain(spec: DatasetSpec, file: DatasetFile, source: Path | None) -> tuple[
     for folder in folders:
         found = _find_file(folder, file.name)
         if found:
-            raw = read_idx_bytes(found)
+            raw = read_idx_bytes(found, file.n_bytes)
             _verify(raw, file, str(found))
             return raw, str(found)
     if source is not None:
         raise DataError(f"{file.name}[.gz] not found in {source}")
     url = spec.url + file.name + ".gz"
-    raw = gzip.decompress(_download(url))
+    try:
+        raw = gzip.decompress(_download(url))
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{url}: the download is not a valid gzip file ({exc})") from None
     _verify(raw, file, url)
     return raw, url
 
@@ -304,5 +324,9 @@ def verify(name: str) -> list[tuple[Path, bool]]:
         except DataError:
             continue
         for path, file in zip(paths, spec.files[split]):
-            results.append((path, _sha256(read_idx_bytes(path)) == file.sha256))
+            try:
+                ok = _sha256(read_idx_bytes(path, file.n_bytes)) == file.sha256
+            except DataError:
+                ok = False  # damaged or the wrong size: a mismatch, reported with the others
+            results.append((path, ok))
     return results

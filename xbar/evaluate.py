@@ -196,13 +196,13 @@ class RunSummary:
         return summarize(self.accuracies)["mean"]
 
     @property
-    def accuracy_std(self) -> float:
-        """Sample standard deviation (ddof = 1) of the accuracy over chip instances; 0 for one instance."""
+    def accuracy_std(self) -> float | None:
+        """Sample standard deviation (ddof = 1) of the accuracy over chip instances; None for one instance."""
         return summarize(self.accuracies)["std"]
 
     @property
-    def accuracy_ci95(self) -> list[float]:
-        """95% confidence interval [low, high] of the mean accuracy (Student t; [mean, mean] for one instance)."""
+    def accuracy_ci95(self) -> list[float] | None:
+        """95% confidence interval [low, high] of the mean accuracy (Student t); None for one instance."""
         return summarize(self.accuracies)["ci95"]
 
     @property

@@ -23,12 +23,32 @@ def _number(text: str) -> float | None:
         return None
 
 
+FORMATS = ("png", "pdf", "svg")
+"""Figure formats, chosen by the output file's extension."""
+
+
+def figure_format(output: str | os.PathLike) -> str:
+    """The format named by ``output``'s extension (:data:`FORMATS`), or an :class:`XbarError`."""
+    suffix = Path(output).suffix.lower().lstrip(".")
+    if suffix not in FORMATS:
+        shown = f"'.{suffix}'" if suffix else "no extension"
+        raise XbarError(f"{output}: {shown}; the figure's extension chooses its format: {', '.join(FORMATS)}")
+    return suffix
+
+
 def plot_sweep(
-    rows: list[dict], output: str | os.PathLike, x: str | None = None, title: str | None = None, label=None
+    rows: list[dict],
+    output: str | os.PathLike,
+    x: str | None = None,
+    title: str | None = None,
+    label=None,
+    dpi: int = 120,
 ) -> Path:
     """Accuracy against parameter ``x`` (default: the first numeric swept parameter with several values),
     one line per weights file and combination of the other parameters, one panel per dataset,
-    mean over chip instances with a 95% confidence band. Written atomically as PNG."""
+    mean over chip instances with a 95% confidence band (none where a point has one chip instance).
+    Written atomically in the format of ``output``'s extension (png, pdf or svg), PNG at ``dpi``."""
+    fmt = figure_format(output)
     try:
         import matplotlib
 
@@ -63,13 +83,15 @@ def plot_sweep(
                 else " ".join([Path(key[0]).stem, *(f"{p}={v}" for p, v in zip(others, key[1:]))])
             )
             (line,) = ax.plot(xs, [100 * s["mean"] for s in points], marker="o", ms=3, label=name)
-            ax.fill_between(
-                xs,
-                [100 * max(s["ci_low"], 0.0) for s in points],
-                [100 * min(s["ci_high"], 1.0) for s in points],
-                color=line.get_color(),
-                alpha=0.2,
-            )
+            banded = [(x_, s) for x_, s in zip(xs, points) if s["ci_low"] is not None]
+            if banded:
+                ax.fill_between(
+                    [x_ for x_, _ in banded],
+                    [100 * max(s["ci_low"], 0.0) for _, s in banded],
+                    [100 * min(s["ci_high"], 1.0) for _, s in banded],
+                    color=line.get_color(),
+                    alpha=0.2,
+                )
         ax.set_xlabel(x)
         ax.set_ylabel("accuracy (%), mean and 95% CI over chip instances")
         ax.set_title(f"{title + ': ' if title else ''}{dataset}")
@@ -77,6 +99,6 @@ def plot_sweep(
         ax.legend(fontsize=7)
     fig.tight_layout()
     with atomic_path(output) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+        fig.savefig(tmp, format=fmt, dpi=dpi)
     plt.close(fig)
     return Path(output)

@@ -54,12 +54,13 @@ def t975(df: int) -> float:
 def summarize(values) -> dict:
     """Mean, sample std (ddof=1) and 95% confidence interval of the mean of ``values``.
 
-    With one value the std is 0 and the interval is [mean, mean] (nothing is known of the spread).
+    With one value the std and the interval are None: one sample says nothing of
+    the spread, and an interval [x, x] would claim certainty.
     """
     v = np.asarray(values, dtype=np.float64)
     mean = float(v.mean())
     if v.size < 2:
-        return {"mean": mean, "std": 0.0, "ci95": [mean, mean]}
+        return {"mean": mean, "std": None, "ci95": None}
     std = float(v.std(ddof=1))
     half = t975(v.size - 1) * std / math.sqrt(v.size)
     return {"mean": mean, "std": std, "ci95": [mean - half, mean + half]}

@@ -24,6 +24,14 @@ from .errors import XbarError
 from .nets import build
 from .nets.network import Network
 
+MAX_LR = 10.0
+"""Largest Adam learning rate accepted: far above any that trains, low enough to stay finite."""
+MAX_SEED = 2**63 - 1
+MAX_HIDDEN = 65536
+"""Widest MLP hidden layer (its 784 x hidden float32 kernel is then 205 MB)."""
+MAX_BATCH = 60000
+"""Largest batch: the whole training set."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -50,6 +58,24 @@ class TrainConfig:
     """Stop after this many optimiser steps (for quick tests)."""
     holdout: int = 0
     """Keep the last N training images out of training (a validation set for choosing hyper-parameters)."""
+
+    def __post_init__(self):
+        def check(ok: bool, message: str) -> None:
+            if not ok:
+                raise XbarError(message)
+
+        check(math.isfinite(self.lr) and 0 < self.lr <= MAX_LR, f"lr must be in (0, {MAX_LR:g}], got {self.lr}")
+        check(math.isfinite(self.sigma_neu) and self.sigma_neu >= 0, f"sigma_neu must be >= 0, got {self.sigma_neu}")
+        check(0 <= self.seed <= MAX_SEED, f"seed must be in [0, 2^63 - 1], got {self.seed}")
+        check(1 <= self.hidden <= MAX_HIDDEN, f"hidden must be in [1, {MAX_HIDDEN}], got {self.hidden}")
+        check(
+            self.timesteps >= 1 and 784 % self.timesteps == 0,
+            f"timesteps must divide 784 (1, 2, 4, 7, 8, 14, 16, 28, 49, 56, 98, 112, 196, 392, 784), "
+            f"got {self.timesteps}",
+        )
+        check(1 <= self.batch_size <= MAX_BATCH, f"batch_size must be in [1, {MAX_BATCH}], got {self.batch_size}")
+        check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        check(self.holdout >= 0, f"holdout must be >= 0, got {self.holdout}")
 
 
 def _require_torch():
@@ -191,6 +217,11 @@ def train(
             optimiser.step()
             schedule.step()
             losses.append(loss.item())
+            if not math.isfinite(losses[-1]):
+                raise XbarError(
+                    f"training diverged at step {step + 1} (loss {losses[-1]}); try a smaller learning rate than "
+                    f"{config.lr:g}"
+                )
             step += 1
             if progress is not None:
                 progress(step, total, losses[-1])

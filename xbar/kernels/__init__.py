@@ -8,3 +8,7 @@ weight units (in ``xbar.crossbar``).
 Static device state comes from ``devices`` (programming error, stuck-at,
 drift) and all randomness from ``rng`` (counter-based, keyed by index).
 """
+
+from ._jit import CACHE_DIR, CACHING, announce_compilation, cache_dir, cache_is_warm, compile_notice
+
+__all__ = ["CACHE_DIR", "CACHING", "announce_compilation", "cache_dir", "cache_is_warm", "compile_notice"]
