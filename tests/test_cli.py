@@ -136,3 +136,12 @@ def test_toml_hardware_file_and_overrides(tiny_weights, tmp_path):
                              "--limit", "50", "--json").stdout)
     assert (report["hardware"]["name"], report["hardware"]["adc"]["bits"], report["hardware"]["tile"]["rows"]) == \
         ("chip", 6, 128)
+
+
+def test_run_header_names_the_device_errors_that_act(tiny_weights):
+    result = _run("run", str(tiny_weights), "--hardware", "sonos", "--limit", "50", "--quiet")
+    assert result.exit_code == 0, result.output
+    header = result.stdout.splitlines()[0]
+    assert "sonos-program x1" in header and "sonos-read x1" in header and "ADC 8 b" in header
+    assert "sigma_syn" not in header  # not asked for: the preset's own errors are named instead
+    assert result.stderr == ""  # --quiet: no progress, no compile notice
