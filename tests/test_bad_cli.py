@@ -30,7 +30,8 @@ RESULTS_HEADER = "weights,arch,dataset,sigma_syn,chip,seed,accuracy,n_images,ene
 
 def _spec(weights_path: str, /, **fields: str | None) -> str:
     """A sweep spec around ``weights_path``, with top-level keys replaced (value None drops a key)."""
-    table: dict[str, str | None] = {"weights": f'["{weights_path}"]', "hardware": '"paper"', "seeds": "1", "limit": "20"}
+    table: dict[str, str | None] = {"weights": f'["{weights_path}"]', "hardware": '"paper"', "seeds": "1"}
+    table["limit"] = "20"
     grid = fields.pop("grid", None) or "sigma_syn = [0.0, 0.1]"
     table.update(fields)
     lines = [f"{key} = {value}" for key, value in table.items() if value is not None]

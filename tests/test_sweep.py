@@ -73,7 +73,7 @@ def test_sigkill_then_resume_runs_each_task_exactly_once(tmp_path, shipped_weigh
 weights = ["{shipped_weights / 'mlp-mnist.h5'}"]
 hardware = "paper"
 seeds = 30
-limit = 500
+limit = 3000
 [grid]
 sigma_syn = [0.0, 0.05]
 """)
@@ -168,9 +168,9 @@ def test_results_file_writes_the_same_bytes_and_resumes_a_file_written_before(tm
     spec = _schema_spec()
     tasks = list(spec.tasks())
     out = tmp_path / "r.csv"
-    results = ResultsFile(out, spec.columns, resume=False)
-    for task in tasks[:3]:
-        results.write(_row(task, 0.9))
+    with ResultsFile(out, spec.columns, resume=False) as results:
+        for task in tasks[:3]:
+            results.write(_row(task, 0.9))
     assert out.read_text() == (
         "weights,arch,dataset,sigma_syn,adc.bits,syn_mode,chip,seed,accuracy,n_images,energy_per_inference_j,seconds\n"
         "a.h5,mlp,mnist,0.0,6,read,0,1000,0.9,200,4.25e-09,0.125\n"
@@ -178,8 +178,8 @@ def test_results_file_writes_the_same_bytes_and_resumes_a_file_written_before(tm
         "a.h5,mlp,mnist,0.05,6,read,0,1000,0.9,200,4.25e-09,0.125\n")
     with open(out, "a") as fh:
         fh.write("a.h5,mlp,mnist,0.05,6,re")  # a line cut short by a kill
-    resumed = ResultsFile(out, spec.columns, resume=True)
-    assert resumed.done == {task.key for task in tasks[:3]}
+    with ResultsFile(out, spec.columns, resume=True) as resumed:
+        assert resumed.done == {task.key for task in tasks[:3]}
     assert out.read_text().endswith("0.125\n")
     with pytest.raises(XbarError, match="are not this spec's"):
         ResultsFile(out, Spec(("a.h5",), "paper", (), (("sigma_te", (0.0,)),), 1, 0, None, None).columns, True)
@@ -189,9 +189,9 @@ def test_rows_are_read_by_column_name_not_position(tmp_path):
     spec = _schema_spec()
     tasks = list(spec.tasks())
     out = tmp_path / "r.csv"
-    results = ResultsFile(out, spec.columns, resume=False)
-    for k, task in enumerate(tasks):
-        results.write(_row(task, 0.5 + k / 64))
+    with ResultsFile(out, spec.columns, resume=False) as results:
+        for k, task in enumerate(tasks):
+            results.write(_row(task, 0.5 + k / 64))
     rows = read_rows(out)
     # The same table with its columns in another order.
     shuffled = [*reversed(spec.columns)]
@@ -211,3 +211,34 @@ def test_rows_are_read_by_column_name_not_position(tmp_path):
     first = next(s for s in summary if s["weights"] == "b.h5" and s["sigma_syn"] == "0.05")
     assert first["mean"] == pytest.approx((0.5 + 6 / 64 + 0.5 + 7 / 64) / 2)
     assert (first["adc.bits"], first["syn_mode"], first["arch"]) == ("6", "read", "mlp")
+
+
+def test_workers_started_with_a_fixed_malloc_threshold_get_dynamic_ones_back():
+    """Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which halved sweep throughput."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    probe = "from xbar.sweep import _tune_malloc; print(_tune_malloc())"
+    tuned = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                           env={**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"})
+    plain = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                           env={k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")})
+    assert (tuned.stdout.strip(), plain.stdout.strip()) == ("True", "False")
+
+
+def test_tasks_go_out_in_chunks_sized_by_their_run_time(tmp_path, shipped_weights):
+    from xbar.sweep import CHUNK_S, MAX_CHUNK, _Run, _StopSignals
+
+    spec = load_spec(_spec(tmp_path, shipped_weights))
+    with ResultsFile(tmp_path / "r.csv", spec.columns, resume=False) as results:
+        run = _Run(spec, results, _StopSignals(), None, None, False, tmp_path / "r.csv")
+        first = run.next_chunks(3)
+        assert [len(c) for c in first] == [1, 1, 1]  # nothing known yet
+        run.task_seconds[first[0][0].weights] = CHUNK_S / 2.5
+        assert [len(c) for c in run.next_chunks(1)] == [2]
+        run.task_seconds[first[0][0].weights] = 1e-6
+        chunks = run.next_chunks(10)
+        # A chunk holds one weights file's tasks (the last 3 of the mlp's 8 here), at most MAX_CHUNK; the
+        # rnn's go one by one until one is back.
+        assert MAX_CHUNK > 3 and [len(c) for c in chunks] == [3] + [1] * 8
+        assert all(len({t.weights for t in c}) == 1 for c in chunks)
+        assert run.next_chunks(1) == []

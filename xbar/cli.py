@@ -344,22 +344,61 @@ def energy_cmd(weights, hardware_spec, overrides, n_images, seed, as_json, quiet
     "--scheduler",
     default=None,
     metavar="ADDRESS",
-    help="Run the tasks on this Dask distributed scheduler instead (the dist extra).",
+    help="Run the tasks on this Dask distributed scheduler instead (the dist extra); 'local' or 'local:N' "
+    "starts a LocalCluster of N one-thread worker processes (default: --workers, else the cores).",
 )
-def sweep_cmd(spec_path, output, resume, workers, scheduler):
-    """Run a Monte Carlo sweep over weights, hardware keys, sigma_syn and sigma_te."""
-    from .sweep import load_spec, run_sweep
+@click.option("--quiet", "-q", is_flag=True, help="No task count, estimate or progress on stderr.")
+@click.option(
+    "--max-tasks",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Refuse a sweep of more tasks than this (default: 1,000,000).",
+)
+def sweep_cmd(spec_path, output, resume, workers, scheduler, quiet, max_tasks):
+    """Run a Monte Carlo sweep over weights, hardware keys, sigma_syn and sigma_te.
 
-    spec = load_spec(spec_path)
-    with _progress_bar(1, f"sweep {spec.name}") as bar:
+    Before it starts, the task count and an estimate of the run time go to stderr; then progress (a bar
+    on a terminal, else a line at most every 30 s). SIGINT or SIGTERM stops it within seconds with every
+    row written complete (exit 130 or 143); --resume continues it.
+    """
+    import contextlib
+
+    from ._files import check_output_path
+    from .progress import Progress
+    from .sweep import MAX_TASKS, Interrupted, load_spec, run_sweep
+
+    limit = max_tasks or MAX_TASKS
+    spec = load_spec(spec_path, max_tasks=limit)
+    check_output_path(output)  # before any work: a bad -o is one line now, not after the spec's weights load
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        bars = []  # the progress display, made on the first call
 
         def progress(done, total):
-            bar.length = total
-            if done:
-                bar.update(1)
+            if not bars:  # the first call (0 done) comes after the plan is printed
+                bars.append(stack.enter_context(Progress(f"sweep {spec.name}", total, quiet=quiet)))
+            elif done:
+                bars[0].advance(1)
 
-        started = time.perf_counter()
-        n = run_sweep(spec, output, resume=resume, workers=workers, scheduler=scheduler, progress=progress)
+        def on_plan(plan):
+            click.echo(f"xbar: {plan.describe()}", err=True)
+
+        try:
+            n = run_sweep(
+                spec,
+                output,
+                resume=resume,
+                workers=workers,
+                scheduler=scheduler,
+                progress=progress,
+                on_plan=None if quiet else on_plan,
+                estimate=not quiet,
+                max_tasks=limit,
+            )
+        except Interrupted as exc:
+            stack.close()  # the progress bar ends its line first
+            click.echo(f"xbar: {exc}", err=True)
+            sys.exit(exc.exit_code)
     click.echo(f"{output}: {n} task(s) run in {time.perf_counter() - started:.1f} s")
 
 
@@ -405,23 +444,59 @@ def plot_cmd(results, output, x_param, dpi):
 )
 @click.option("--seeds", type=click.IntRange(min=1), default=10, show_default=True, help="Chip instances per point.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes.")
-@click.option("--scheduler", default=None, metavar="ADDRESS", help="Run on a Dask distributed scheduler.")
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Run on a Dask distributed scheduler ('local' or 'local:N': a LocalCluster started for the run).",
+)
 @click.option("--resume", is_flag=True, help="Continue the CSVs already in the folder.")
-def reproduce_cmd(target, out_dir, seeds, workers, scheduler, resume):
+@click.option("--quiet", "-q", is_flag=True, help="No task counts, estimates or progress on stderr.")
+def reproduce_cmd(target, out_dir, seeds, workers, scheduler, resume, quiet):
     """Reproduce the paper's Table II, Figures 3 and 4 and Table III from the shipped weights."""
+    from ._files import check_output_folder
+    from .progress import Progress
     from .reproduce import reproduce
+    from .sweep import Interrupted
 
+    check_output_folder(out_dir)  # before any work
     started = time.perf_counter()
-    with _progress_bar(1, f"reproduce {target}") as bar:
+    current = {"name": None, "bar": None}  # the target shown, and its progress display
 
-        def progress(name, done, total):
-            bar.length, bar.label = total, f"reproduce {name}"
-            if done:
-                bar.update(1)
+    def end_bar(*exc):
+        if current["bar"] is not None:
+            current["bar"].__exit__(*exc)
+        current["bar"] = None
 
+    def progress(name, done, total):
+        if current["name"] != name:  # a new target: a progress display of its own
+            end_bar(None, None, None)
+            current["name"], current["bar"] = name, Progress(f"reproduce {name}", total, quiet=quiet).__enter__()
+        elif done:
+            current["bar"].advance(1)
+
+    def on_plan(plan):
+        click.echo(f"xbar: {plan.describe()}", err=True)
+
+    try:
         files = reproduce(
-            target, out_dir, seeds=seeds, workers=workers, scheduler=scheduler, resume=resume, progress=progress
+            target,
+            out_dir,
+            seeds=seeds,
+            workers=workers,
+            scheduler=scheduler,
+            resume=resume,
+            progress=progress,
+            on_plan=None if quiet else on_plan,
         )
+    except Interrupted as exc:
+        end_bar(type(exc), exc, None)
+        click.echo(f"xbar: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except BaseException as exc:
+        end_bar(type(exc), exc, None)
+        raise
+    end_bar(None, None, None)
     for path in files:
         click.echo(str(path))
     click.echo(f"reproduce {target}: {time.perf_counter() - started:.1f} s")

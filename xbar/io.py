@@ -1,28 +1,78 @@
 """The HDF5 weights format (``format = "xbar-network"``, version 1): write, read, validate.
 
 See ``docs/format.md``. Everything a file can get wrong is reported as a
-:class:`~xbar.errors.WeightsFormatError` whose message names the file and the
-problem; nothing here lets an h5py or numpy exception escape.
+:class:`~xbar.errors.WeightsFormatError` whose message (one line) names the file
+and the problem.
+
+Reading happens in two steps. :func:`_read_file` is the only code that calls
+h5py on the file: it checks what HDF5 declares (object kinds, links, sizes)
+before reading anything, reads the attributes and datasets into plain numpy
+values, and turns the exceptions h5py raises on a damaged file into
+:class:`WeightsFormatError` (only there, around h5py calls, so that a bug
+elsewhere in xbar still shows its traceback). :func:`_build` then validates
+those values and builds the :class:`~xbar.nets.Network`.
+
+A damaged file can make the HDF5 library itself loop forever or crash (fuzzing
+found both: a global heap object of size 0 is an endless loop in HDF5's
+parser, and some flipped bits in an attribute's header a segmentation fault),
+which no exception handler can catch. :func:`load` therefore runs
+:func:`_read_file` in a forked reader process with a deadline
+(:data:`READ_TIMEOUT_S`) and a memory cap, and reports a hang or a crash of
+that process as a damaged file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
-from ._files import atomic_path
+from ._files import atomic_path, check_regular_file
+from ._isolated import ChildFailed, call_in_child
+from .data import DATASETS
 from .errors import WeightsFormatError, XbarError
+from .nets.builders import IMAGE_SHAPE
 from .nets.layers import LAYER_KINDS, WeightLayer
-from .nets.network import Network
+from .nets.network import Network, format_bytes
 
 FORMAT = "xbar-network"
 FORMAT_VERSION = 1
 PROVENANCE_KEYS = ("seed", "epochs", "sigma_neu", "timesteps", "test_accuracy")
 """Provenance stored as root attributes; anything else lives in the JSON attribute ``provenance``."""
+
+MAX_LAYER_BYTES = 2 * 2**30
+"""Most bytes one dataset (a kernel or a bias) may declare (shape x 4 bytes): 2 GiB. Checked before it is read;
+the paper's largest kernel, the MLP's 784 x 300, is 919 KiB."""
+MAX_WEIGHTS_BYTES = 4 * 2**30
+"""Most bytes all the datasets of one file may declare together: 4 GiB."""
+MAX_CHUNKS = 2**16
+"""Most chunks one chunked dataset may have: HDF5 visits each (about 7 us apiece), so more is a slow read."""
+MAX_LAYERS = 256
+"""Most members of group ``layers`` (the paper's networks have 3 to 7)."""
+MAX_ATTRIBUTES = 64
+"""Most attributes of the root or of one layer (xbar writes 12 and 1 to 4)."""
+MAX_ATTRIBUTE_BYTES = 2**20
+"""Most bytes one attribute may declare (its shape x item size; a string counts its pointer): 1 MiB."""
+MAX_PROVENANCE_DEPTH = 32
+"""Most levels of nesting of the JSON attribute ``provenance``."""
+READ_TIMEOUT_S = 30.0
+"""Seconds the reader process is given, plus one per :data:`READ_BYTES_PER_S` bytes of file."""
+READ_BYTES_PER_S = 50 * 2**20
+"""Reading speed assumed for the deadline (bytes/s): a slow disk."""
+ISOLATE_READER = hasattr(os, "fork")
+"""Read in a forked process (where there is ``os.fork``). Reading in this process saves the fork and one copy
+of the data (about 15 ms for a shipped file, 0.3 s for 127 MB), but a damaged file could then hang or crash it."""
+
+_HDF5_ERRORS: tuple[type[Exception], ...] = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+"""What h5py raises for a damaged or unexpected file (fuzzing saw all five; RuntimeError is most HDF5
+errors, UnicodeDecodeError is a ValueError). Caught only around h5py calls, never around xbar's own code."""
 
 
 def _to_attr(value):
@@ -67,104 +117,446 @@ def save(network: Network, path: str | os.PathLike) -> Path:
     return path
 
 
-def _attr(obj, key: str, where: str):
-    if key not in obj.attrs:
-        raise WeightsFormatError(f"{where}: missing attribute {key!r}")
-    value = obj.attrs[key]
-    if isinstance(value, bytes):
-        value = value.decode()
+def load(path: str | os.PathLike) -> Network:
+    """Read and validate a weights file; raise :class:`WeightsFormatError` naming any problem.
+
+    Only a regular file is opened (a FIFO or a folder is refused at once). It is
+    read in a reader process (see the module's docstring) unless
+    :data:`ISOLATE_READER` is false, and validated here.
+    """
+    try:
+        path = check_regular_file(path)
+    except XbarError as exc:
+        raise WeightsFormatError(str(exc)) from None
+    raw = _read_isolated(path) if ISOLATE_READER else _read_file(path)
+    return _build(raw, str(path))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading (h5py): everything the file declares is checked before it is read.
+
+
+@dataclass
+class _Odd:
+    """An attribute value of a kind xbar never stores (reference, compound, empty, ...), by description."""
+
+    description: str
+
+
+@dataclass
+class _RawLayer:
+    name: str
+    attrs: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    """``kernel`` and ``bias`` where the group has them."""
+
+
+@dataclass
+class _RawFile:
+    """What :func:`_read_file` read: plain values, no h5py objects (it crosses a pipe)."""
+
+    attrs: dict[str, Any]
+    layers: list[_RawLayer] | None
+    """None when there is no member ``layers``."""
+
+
+@dataclass
+class _Budget:
+    """Bytes declared by the datasets read so far, against :data:`MAX_WEIGHTS_BYTES`."""
+
+    declared: int = 0
+
+
+def _one_line(text: object, limit: int = 160) -> str:
+    """``text`` on one line, shortened to ``limit`` characters (HDF5 messages, names, values)."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _name(name: str) -> str:
+    """A member name as shown in messages: as is if printable, else its repr (a newline stays one line)."""
+    return name if name.isprintable() and len(name) <= 80 else _one_line(repr(name), 80)
+
+
+@contextlib.contextmanager
+def _reading(where: str, what: str):
+    """Turn an exception h5py raises while reading ``what`` into a one-line :class:`WeightsFormatError`.
+
+    Only h5py calls go inside: wrapping more would hide xbar's own bugs.
+    """
+    try:
+        yield
+    except _HDF5_ERRORS as exc:
+        raise WeightsFormatError(
+            f"{where}: cannot read {what}: damaged or unsupported HDF5 ({_one_line(exc)})"
+        ) from None
+
+
+def _read_file(path: Path) -> _RawFile:
+    """Read the root attributes and each layer's attributes, kernel and bias (every h5py call of :func:`load`)."""
+    where = str(path)
+    try:
+        f = h5py.File(path, "r")
+    except _HDF5_ERRORS as exc:
+        raise WeightsFormatError(
+            f"{where}: not a readable HDF5 file, corrupt or truncated ({_one_line(exc)})"
+        ) from None
+    try:
+        attrs = _read_attrs(f, where)
+        layers = None
+        if _has_member(f, "layers", where):
+            layers = _read_layers(_open_member(f, "layers", where, h5py.Group), where)
+        return _RawFile(attrs, layers)
+    finally:
+        # Read-only: nothing to flush, and an error here must not hide the one being raised.
+        with contextlib.suppress(*_HDF5_ERRORS):
+            f.close()
+
+
+def _has_member(group: h5py.Group, name: str, where: str) -> bool:
+    """Whether ``group`` has a member ``name``; a soft or external link is refused, not followed.
+
+    An external link would open another file (possibly a FIFO: a hang); a soft
+    link could lead through one. xbar writes neither.
+    """
+    key = name.encode("utf-8", "surrogateescape")
+    with _reading(where, f"member {_name(name)!r}"):
+        if not group.id.links.exists(key):
+            return False
+        link_type = group.id.links.get_info(key).type
+    if link_type == h5py.h5l.TYPE_EXTERNAL:
+        raise WeightsFormatError(f"{where}: {_name(name)} is an external link to another file; refused")
+    if link_type != h5py.h5l.TYPE_HARD:
+        raise WeightsFormatError(f"{where}: {_name(name)} is a soft link; xbar weights files hold no links")
+    return True
+
+
+def _open_member(group: h5py.Group, name: str, where: str, kind: type) -> Any:
+    """Member ``name`` of ``group`` (a hard link, see :func:`_has_member`), which must be a ``kind``."""
+    with _reading(where, f"member {_name(name)!r}"):
+        obj = group[name]
+    if not isinstance(obj, kind):
+        noun = "group" if kind is h5py.Group else "dataset"
+        raise WeightsFormatError(f"{where}: {_name(name)} is not a {noun}")
+    return obj
+
+
+def _read_attrs(obj: h5py.HLObject, where: str) -> dict[str, Any]:
+    """Every attribute of ``obj`` as a plain value, after checking its declared size."""
+    with _reading(where, "the attributes"):
+        count = len(obj.attrs)
+    if count > MAX_ATTRIBUTES:
+        raise WeightsFormatError(f"{where}: {count:,} attributes, more than the {MAX_ATTRIBUTES} allowed")
+    with _reading(where, "the attribute names"):
+        names = list(obj.attrs)
+    values = {}
+    for name in names:
+        if not isinstance(name, str):  # h5py hands back the bytes of a name that is not UTF-8
+            raise WeightsFormatError(f"{where}: an attribute name is not UTF-8 text ({_one_line(repr(name), 60)})")
+        what = f"attribute {_name(name)!r}"
+        with _reading(where, what):
+            attr = obj.attrs.get_id(name)
+            shape, dtype = attr.shape, attr.dtype
+        declared = (math.prod(shape) if shape else 1) * dtype.itemsize
+        if declared > MAX_ATTRIBUTE_BYTES:
+            raise WeightsFormatError(
+                f"{where}: {what} declares {format_bytes(declared)}, more than the "
+                f"{format_bytes(MAX_ATTRIBUTE_BYTES)} allowed"
+            )
+        with _reading(where, what):
+            value = obj.attrs[name]
+        values[name] = _plain(value)
+    return values
+
+
+def _plain(value: Any) -> Any:
+    """An attribute value as str, bytes, a numeric or string numpy scalar or array, or :class:`_Odd`."""
+    if isinstance(value, (str, bytes)):
+        return value
+    if isinstance(value, (np.generic, np.ndarray)):
+        if value.dtype.kind in "biufSU":
+            return value
+        if value.dtype.kind == "O" and all(isinstance(item, (str, bytes)) for item in np.ravel(value)):
+            return value
+        return _Odd(f"{value.dtype} values of shape {np.shape(value)}")
+    return _Odd(type(value).__name__)
+
+
+def _read_layers(group: h5py.Group, where: str) -> list[_RawLayer]:
+    with _reading(where, "group 'layers'"):
+        count = len(group)
+    if count > MAX_LAYERS:
+        raise WeightsFormatError(f"{where}: group 'layers' has {count:,} members, more than the {MAX_LAYERS} allowed")
+    with _reading(where, "the names in group 'layers'"):
+        names = list(group)
+    for name in names:
+        if not isinstance(name, str):  # h5py hands back the bytes of a name that is not UTF-8
+            raise WeightsFormatError(
+                f"{where}: a name in group 'layers' is not UTF-8 text ({_one_line(repr(name), 60)})"
+            )
+    names.sort()
+    budget = _Budget()
+    layers = []
+    for name in names:
+        layer_where = f"{where}: layers/{_name(name)}"
+        if not _has_member(group, name, f"{where}: layers"):
+            raise WeightsFormatError(f"{layer_where}: listed but cannot be opened")
+        sub = _open_member(group, name, f"{where}: layers", h5py.Group)
+        attrs = _read_attrs(sub, layer_where)
+        arrays = {}
+        for dataset in ("kernel", "bias"):
+            if _has_member(sub, dataset, layer_where):
+                arrays[dataset] = _read_dataset(sub, dataset, layer_where, budget)
+        layers.append(_RawLayer(name, attrs, arrays))
+    return layers
+
+
+def _read_dataset(group: h5py.Group, name: str, where: str, budget: _Budget) -> np.ndarray:
+    """A float32 dataset, read only once its declared size, chunking and storage are known to be sane."""
+    dataset = _open_member(group, name, where, h5py.Dataset)
+    where = f"{where}/{name}"
+    with _reading(where, "its shape and type"):
+        shape, dtype, chunks = dataset.shape, dataset.dtype, dataset.chunks
+        create = dataset.id.get_create_plist()
+        n_filters, n_external = create.get_nfilters(), create.get_external_count()
+        virtual = dataset.is_virtual
+        stored = dataset.id.get_storage_size()
+    if shape is None:
+        raise WeightsFormatError(f"{where}: holds no data (an empty dataspace)")
+    if n_external or virtual:
+        raise WeightsFormatError(f"{where}: keeps its data in other files (external storage or virtual); refused")
+    if dtype.kind != "f" or dtype.itemsize != 4:
+        raise WeightsFormatError(f"{where}: dtype {dtype} is not float32")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > MAX_LAYER_BYTES:
+        raise WeightsFormatError(
+            f"{where}: declares shape {shape}, {format_bytes(declared)} of float32, more than the "
+            f"{format_bytes(MAX_LAYER_BYTES)} allowed per dataset"
+        )
+    budget.declared += declared
+    if budget.declared > MAX_WEIGHTS_BYTES:
+        raise WeightsFormatError(
+            f"{where}: the datasets up to this one declare {format_bytes(budget.declared)}, more than the "
+            f"{format_bytes(MAX_WEIGHTS_BYTES)} allowed per file"
+        )
+    if chunks is not None:
+        n_chunks = math.prod(-(-size // max(chunk, 1)) for size, chunk in zip(shape, chunks))
+        if n_chunks > MAX_CHUNKS:
+            raise WeightsFormatError(f"{where}: {n_chunks:,} chunks, more than the {MAX_CHUNKS:,} allowed")
+    if not n_filters and stored < declared:
+        # Unwritten (unallocated) data reads as fill values: a tiny file could otherwise declare gigabytes.
+        raise WeightsFormatError(
+            f"{where}: declares {format_bytes(declared)} of data but the file stores {format_bytes(stored)}"
+        )
+    with _reading(where, "its data"):
+        array = dataset[()]
+    return np.asarray(array)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The reader process.
+
+
+def _read_isolated(path: Path) -> _RawFile:
+    """:func:`_read_file` in a forked child process (:func:`xbar._isolated.call_in_child`), within a deadline;
+    a hang or a crash of the HDF5 library is reported as a damaged file."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise WeightsFormatError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    timeout = READ_TIMEOUT_S + size / READ_BYTES_PER_S
+    try:
+        return call_in_child(_read_file, path, timeout, 2 * MAX_WEIGHTS_BYTES + 2**30, passed=(WeightsFormatError,))
+    except ChildFailed as exc:
+        raise WeightsFormatError(f"{path}: {_READER_FAILURES[exc.kind].format(detail=exc.detail)}") from None
+    except RuntimeError as exc:
+        raise RuntimeError(f"xbar failed reading {path}: {exc}") from None
+
+
+_READER_FAILURES = {
+    "timeout": "the HDF5 library did not finish reading it in {detail} (a damaged file can make it loop forever)",
+    "crashed": "the HDF5 library crashed reading it ({detail}); the file is damaged",
+    "killed": "the reader process was killed ({detail}) while reading it",
+    "exited": "the reader process failed ({detail})",
+    "memory": "reading it needs more memory than the reader may use",
+}
+"""How each :class:`~xbar._isolated.ChildFailed` kind reads, after the file's name."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Validation: plain values in, a Network out.
+
+
+def _describe(value: Any) -> str:
+    """A short description of an attribute value for messages."""
+    if isinstance(value, _Odd):
+        return value.description
+    if isinstance(value, np.ndarray) and value.ndim > 0:
+        if value.size <= 4 and value.dtype.kind in "biufSUO":
+            return _one_line(f"{value.dtype} array {value.tolist()}", 60)
+        return f"{value.dtype} array of shape {value.shape}"
+    return _one_line(repr(value.item() if isinstance(value, np.generic) else value), 60)
+
+
+def _scalar(value: Any) -> Any:
+    """A numpy scalar or 0-d array as the Python value; anything else unchanged."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
     if isinstance(value, np.generic):
         value = value.item()
     return value
 
 
-def _read_array(group, name: str, where: str) -> np.ndarray:
-    if name not in group:
-        raise WeightsFormatError(f"{where}: missing dataset {name!r}")
-    dataset = group[name]
-    if not isinstance(dataset, h5py.Dataset):
-        raise WeightsFormatError(f"{where}/{name}: is not a dataset")
-    if dataset.dtype != np.float32:
-        raise WeightsFormatError(f"{where}/{name}: dtype {dataset.dtype} is not float32")
-    array = dataset[()]
+def _need(attrs: dict[str, Any], key: str, where: str) -> Any:
+    if key not in attrs:
+        raise WeightsFormatError(f"{where}: missing attribute {key!r}")
+    return attrs[key]
+
+
+def _typed(attrs: dict[str, Any], key: str, typ: type, where: str) -> Any:
+    """Attribute ``key`` as a ``typ`` (str, int or float) scalar; bytes must be UTF-8, bool is not an int."""
+    raw = _need(attrs, key, where)
+    value = _scalar(raw)
+    if typ is str and isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise WeightsFormatError(f"{where}: attribute {key!r} is not UTF-8 text") from None
+    if isinstance(value, str) and not _is_unicode(value):  # h5py keeps undecodable bytes as lone surrogates
+        raise WeightsFormatError(f"{where}: attribute {key!r} is not UTF-8 text")
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, typ) or isinstance(value, bool):
+        raise WeightsFormatError(f"{where}: attribute {key!r} must be {typ.__name__}, got {_describe(raw)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise WeightsFormatError(f"{where}: attribute {key!r} must be finite, got {value}")
+    return value
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether ``text`` can be written out as UTF-8 (no lone surrogates), as every printed string must."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _label(attrs: dict[str, Any], key: str, where: str) -> str:
+    """A printable string attribute (``arch``, ``dataset``): shown in reports, so no control characters."""
+    value = _typed(attrs, key, str, where)
+    if not value.isprintable() or len(value) > 200:
+        raise WeightsFormatError(
+            f"{where}: attribute {key!r} must be a printable name, got {_one_line(repr(value), 60)}"
+        )
+    return value
+
+
+def _input_shape(attrs: dict[str, Any], where: str) -> tuple[int, ...]:
+    raw = _need(attrs, "input_shape", where)
+    shape = np.atleast_1d(raw) if isinstance(raw, (np.ndarray, np.generic)) else None
+    if shape is None or shape.dtype.kind not in "iu" or shape.ndim != 1 or not 1 <= shape.size <= 3:
+        raise WeightsFormatError(
+            f"{where}: attribute 'input_shape' must be 1 to 3 positive integers (NHWC, no batch axis), "
+            f"got {_describe(raw)}"
+        )
+    dims = tuple(int(d) for d in shape)
+    if any(d < 1 for d in dims):
+        raise WeightsFormatError(f"{where}: attribute 'input_shape' must be positive integers, got {dims}")
+    return dims
+
+
+def _json_depth(value: Any) -> int:
+    """Levels of nesting of a parsed JSON value (a scalar is 0), without recursion."""
+    depth, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        if children:
+            depth = max(depth, level + 1)
+            stack.extend((child, level + 1) for child in children)
+    return depth
+
+
+def _provenance(attrs: dict[str, Any], where: str) -> dict:
+    if "provenance" not in attrs:
+        return {}
+    text = _typed(attrs, "provenance", str, where)
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise WeightsFormatError(
+            f"{where}: attribute 'provenance' is nested too deeply (more than {MAX_PROVENANCE_DEPTH} levels)"
+        ) from None
+    except ValueError:  # JSONDecodeError, or an integer of more digits than Python converts
+        raise WeightsFormatError(f"{where}: attribute 'provenance' is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise WeightsFormatError(f"{where}: attribute 'provenance' must be a JSON object, got {type(value).__name__}")
+    if _json_depth(value) > MAX_PROVENANCE_DEPTH:
+        raise WeightsFormatError(
+            f"{where}: attribute 'provenance' is nested too deeply (more than {MAX_PROVENANCE_DEPTH} levels)"
+        )
+    # A JSON escape such as "\udcff" parses to a lone surrogate, which no report could print.
+    if not _is_unicode(json.dumps(value, ensure_ascii=False)):
+        raise WeightsFormatError(f"{where}: attribute 'provenance' holds text that is not valid Unicode")
+    return value
+
+
+def _weights(array: np.ndarray, where: str) -> np.ndarray:
+    """A dataset's values as native float32, refusing an empty or non-finite one (shapes: the layer's job)."""
+    if array.size == 0:
+        raise WeightsFormatError(f"{where}: is empty (shape {array.shape})")
     if not np.all(np.isfinite(array)):
-        raise WeightsFormatError(f"{where}/{name}: contains NaN or Inf values")
-    return np.asarray(array)
+        raise WeightsFormatError(f"{where}: contains NaN or Inf values")
+    return np.asarray(array, dtype=np.float32)
 
 
-def _read_layer(group, where: str):
-    kind = _attr(group, "kind", where)
+def _build_layer(raw: _RawLayer, where: str):
+    kind = _typed(raw.attrs, "kind", str, where)
     if kind not in LAYER_KINDS:
-        raise WeightsFormatError(f"{where}: unknown layer kind {kind!r}")
+        raise WeightsFormatError(f"{where}: unknown layer kind {_one_line(repr(kind), 60)}")
     cls = LAYER_KINDS[kind]
-    params = {}
     # Each kind declares its attributes (Layer.attr_types), so a new kind needs nothing here.
-    for key, typ in cls.attr_types().items():
-        value = _attr(group, key, where)
-        if not isinstance(value, typ) or isinstance(value, bool):
-            raise WeightsFormatError(f"{where}: attribute {key!r} must be {typ.__name__}, got {value!r}")
-        params[key] = value
+    params: dict[str, Any] = {key: _typed(raw.attrs, key, typ, where) for key, typ in cls.attr_types().items()}
     if issubclass(cls, WeightLayer):
-        params["kernel"] = _read_array(group, "kernel", where)
-        params["bias"] = _read_array(group, "bias", where) if "bias" in group else None
+        if "kernel" not in raw.arrays:
+            raise WeightsFormatError(f"{where}: missing dataset 'kernel'")
+        params["kernel"] = _weights(raw.arrays["kernel"], f"{where}/kernel")
+        params["bias"] = _weights(raw.arrays["bias"], f"{where}/bias") if "bias" in raw.arrays else None
     try:
         return cls(**params)
     except XbarError as exc:
         raise WeightsFormatError(f"{where}: {exc}") from None
 
 
-def load(path: str | os.PathLike) -> Network:
-    """Read and validate a weights file; raise :class:`WeightsFormatError` naming any problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsFormatError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise WeightsFormatError(f"{path}: not a readable HDF5 file (corrupt or truncated)") from None
-    try:
-        with f:
-            return _load_open(f, str(path))
-    except WeightsFormatError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        # h5py reports damaged object headers and chunks only when they are read.
-        raise WeightsFormatError(f"{path}: unreadable HDF5 content ({exc})") from None
-
-
-def _load_open(f: h5py.File, where: str) -> Network:
-    fmt = _attr(f, "format", where)
+def _build(raw: _RawFile, where: str) -> Network:
+    """Validate what :func:`_read_file` read and build the network."""
+    attrs = raw.attrs
+    fmt = _typed(attrs, "format", str, where)
     if fmt != FORMAT:
-        raise WeightsFormatError(f"{where}: format is {fmt!r}, expected {FORMAT!r}")
-    version = _attr(f, "format_version", where)
+        raise WeightsFormatError(f"{where}: format is {_one_line(repr(fmt), 60)}, expected {FORMAT!r}")
+    version = _typed(attrs, "format_version", int, where)
     if version != FORMAT_VERSION:
         raise WeightsFormatError(f"{where}: format_version {version} is not supported (expected {FORMAT_VERSION})")
-    arch = str(_attr(f, "arch", where))
-    dataset = str(_attr(f, "dataset", where))
-    input_shape = tuple(int(d) for d in np.atleast_1d(f.attrs.get("input_shape", [])))
-    if not input_shape or any(d < 1 for d in input_shape):
-        raise WeightsFormatError(f"{where}: missing or invalid attribute 'input_shape'")
-    n_classes = _attr(f, "n_classes", where)
-    if not isinstance(n_classes, int) or n_classes < 1:
-        raise WeightsFormatError(f"{where}: attribute 'n_classes' must be a positive integer")
-    provenance = {}
-    if "provenance" in f.attrs:
-        try:
-            provenance = json.loads(_attr(f, "provenance", where))
-        except (TypeError, ValueError):
-            raise WeightsFormatError(f"{where}: attribute 'provenance' is not valid JSON") from None
-    if "layers" not in f or not isinstance(f["layers"], h5py.Group):
+    arch = _label(attrs, "arch", where)
+    dataset = _label(attrs, "dataset", where)
+    input_shape = _input_shape(attrs, where)
+    if dataset in DATASETS and math.prod(input_shape) != math.prod(IMAGE_SHAPE):
+        # Caught here, naming the file, rather than when the first test image does not fit.
+        raise WeightsFormatError(
+            f"{where}: attribute 'input_shape' {input_shape} does not hold one {dataset} image "
+            f"({math.prod(IMAGE_SHAPE)} pixels)"
+        )
+    n_classes = _typed(attrs, "n_classes", int, where)
+    if n_classes < 1:
+        raise WeightsFormatError(f"{where}: attribute 'n_classes' must be a positive integer, got {n_classes}")
+    provenance = _provenance(attrs, where)
+    if raw.layers is None:
         raise WeightsFormatError(f"{where}: missing group 'layers'")
-    names = sorted(f["layers"])
-    if not names:
+    if not raw.layers:
         raise WeightsFormatError(f"{where}: group 'layers' is empty")
-    layers = []
-    for name in names:
-        sub = f["layers"][name]
-        if not isinstance(sub, h5py.Group):
-            raise WeightsFormatError(f"{where}: layers/{name} is not a group")
-        layers.append(_read_layer(sub, f"{where}: layers/{name}"))
+    layers = [_build_layer(layer, f"{where}: layers/{_name(layer.name)}") for layer in raw.layers]
     try:
         return Network(arch, dataset, input_shape, n_classes, layers, provenance)
     except XbarError as exc:
-        raise WeightsFormatError(f"{where}: inconsistent layer shapes: {exc}") from None
+        raise WeightsFormatError(f"{where}: the layers do not make a valid network: {exc}") from None

@@ -2,7 +2,10 @@
 
 Each target builds a sweep (xbar.sweep), runs it, and writes into the output
 folder: ``{target}.csv`` (one row per chip instance), ``{target}.png`` (mean and
-95% confidence band) and ``{target}.md`` (our numbers beside the paper's).
+95% confidence band) and ``{target}.md`` (our numbers beside the paper's). The
+CSVs name the shipped weights ``data/weights/<file>`` wherever they are installed,
+and their provenance (``{target}.csv.meta.json``, see xbar.results) lets
+``--resume`` continue them, here or on another machine with the same weights.
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ._files import atomic_path
+from ._files import atomic_path, check_output_folder
 from .config import PRESETS, BiasMode, Hardware
 from .data import SHIPPED_DIR
 from .errors import XbarError
-from .sweep import Spec, run_sweep
+from .sweep import Plan, Spec, run_sweep
 
 WEIGHTS_DIR = SHIPPED_DIR / "weights"
+WEIGHTS_LABEL = "data/weights"
+"""How the CSVs name the folder of the shipped weights: as the repository does, never a machine's absolute path."""
 DATASETS = ("mnist", "fashion-mnist")
 DATASET_LABEL = {"mnist": "MNIST", "fashion-mnist": "F-MNIST"}
 TARGETS = ("table2", "fig3", "fig4", "table3")
@@ -65,6 +70,7 @@ def _weights(names: list[str]) -> tuple[str, ...]:
 def _spec(name, weights, grid, seeds, limit) -> Spec:
     return Spec(
         weights=_weights(weights),
+        labels=tuple(f"{WEIGHTS_LABEL}/{w}" for w in weights),
         hardware="paper",
         overrides=(),
         grid=tuple(grid),
@@ -96,6 +102,8 @@ def _write(path: Path, text: str) -> None:
 
 
 def _pct(stats: dict) -> str:
+    if stats["ci_low"] is None:  # one chip instance: no interval
+        return f"{100 * stats['mean']:.2f}"
     return f"{100 * stats['mean']:.2f} [{100 * stats['ci_low']:.2f}, {100 * stats['ci_high']:.2f}]"
 
 
@@ -265,8 +273,14 @@ def reproduce(
     scheduler: str | None = None,
     resume: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> list[Path]:
-    """Run one target (or ``all``) and write its CSV, PNG and markdown into ``out``; return the files."""
+    """Run one target (or ``all``) and write its CSV, PNG and markdown into ``out``; return the files.
+
+    ``progress(target, done, total)`` and ``on_plan(plan)`` (with an estimate of the
+    run time) are :func:`xbar.sweep.run_sweep`'s, for each target's sweep. Without
+    ``resume`` a target's CSV is started afresh.
+    """
     from .plot import plot_sweep
     from .results import read_rows, summarize_rows
 
@@ -274,8 +288,11 @@ def reproduce(
         import matplotlib  # noqa: F401  (checked before hours of sweeps, not after)
     except ImportError:
         raise XbarError("xbar reproduce draws figures with matplotlib: pip install -e '.[plot]'") from None
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_folder(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise XbarError(f"{out}: cannot create the folder ({exc.strerror})") from None
     targets = TARGETS if target == "all" else (target,)
     specs = {t: spec_for(t, seeds) for t in targets if t != "table3"}  # all weights checked before running
     written: list[Path] = []
@@ -285,15 +302,16 @@ def reproduce(
             continue
         spec = specs[name]
         csv_path = out / f"{name}.csv"
-        if not resume:
-            csv_path.unlink(missing_ok=True)
         run_sweep(
             spec,
             csv_path,
             resume=resume,
+            overwrite=not resume,
             workers=workers,
             scheduler=scheduler,
             progress=None if progress is None else functools.partial(progress, name),
+            on_plan=on_plan,
+            estimate=on_plan is not None,
         )
         rows = read_rows(csv_path)
         summary = summarize_rows(rows)

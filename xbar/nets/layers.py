@@ -153,11 +153,18 @@ class WeightLayer(Layer):
     bias: np.ndarray | None = field(default=None, repr=False, metadata=_DATASET)
     activation: str = "brelu"
     has_weights: ClassVar[bool] = True
+    kernel_ndim: ClassVar[int] = 2
+    """Number of axes of ``kernel`` (2 for a matrix, 4 for a convolution's HWIO kernel)."""
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
             raise XbarError(f"{self.kind}: unknown activation {self.activation!r}")
         self.kernel = np.asarray(self.kernel)
+        # Checked here, before kernel2d or a bias check indexes an axis that a scalar or empty kernel lacks.
+        if self.kernel.ndim != self.kernel_ndim or 0 in self.kernel.shape:
+            raise XbarError(
+                f"{self.kind}: kernel must have {self.kernel_ndim} non-empty axes, got shape {self.kernel.shape}"
+            )
         if self.bias is not None:
             self.bias = np.asarray(self.bias)
             if self.bias.shape != (self.kernel.shape[-1],):
@@ -229,6 +236,7 @@ class Conv2D(WeightLayer):
     """
 
     kind: ClassVar[str] = "conv2d"
+    kernel_ndim: ClassVar[int] = 4
     padding: str = "same"
     strides: int = 1
 
@@ -360,7 +368,7 @@ class Flatten(Layer):
     kind: ClassVar[str] = "flatten"
 
     def output_shape(self, input_shape):
-        return (int(np.prod(input_shape)),)
+        return (math.prod(input_shape),)
 
     def forward(self, x, matmul):
         return x.reshape(x.shape[0], -1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -9,6 +11,34 @@ import numpy as np
 
 from ..errors import XbarError
 from .layers import Layer, Matmul, WeightLayer
+
+MAX_SAMPLE_BYTES = 256 * 2**20
+"""Most bytes of float32 operand one sample may need in any layer (256 MiB): its input, its output, or a
+convolution's patch matrix (:meth:`Layer.operand_width`). A network needing more is refused when built, before
+anything is allocated: a batch holds at least 16 samples (:meth:`Network.batch_size_for`), so 4 GiB per layer
+at this limit. The paper's largest is the CNN's 3-channel patch matrix, 9 x 28 x 28 x 3 numbers (83 KiB)."""
+
+
+def format_bytes(n: int) -> str:
+    """``n`` bytes in binary units, for messages: ``"512 B"``, ``"2.0 GiB"``, ``"about 10^24 B"``."""
+    if n < 1024:
+        return f"{n} B"
+    for power, unit in enumerate(("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"), start=1):
+        if n < 1024 ** (power + 1):
+            return f"{n / 1024**power:.1f} {unit}"
+    # Declared sizes can exceed a float (HDF5 allows 32 axes of 2^64): digits, not a division.
+    return f"about 10^{len(str(n)) - 1} B"
+
+
+def _check_input_shape(input_shape) -> tuple[int, ...]:
+    """``input_shape`` as a tuple of positive ints, or an :class:`XbarError` (no inf, NaN, 2.5, bool or string)."""
+    try:
+        dims = tuple(input_shape)
+    except TypeError:
+        raise XbarError(f"input shape must be a sequence of positive integers, got {input_shape!r}") from None
+    if not dims or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in dims):
+        raise XbarError(f"input shape must be one or more positive integers, got {input_shape!r}")
+    return tuple(int(d) for d in dims)
 
 
 @dataclass
@@ -38,18 +68,31 @@ class Network:
     provenance: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.input_shape = tuple(int(d) for d in self.input_shape)
+        self.input_shape = _check_input_shape(self.input_shape)
         self.shapes = self._propagate_shapes()
         if self.shapes[-1] != (self.n_classes,):
             raise XbarError(f"network output shape {self.shapes[-1]} is not ({self.n_classes},)")
 
     def _propagate_shapes(self) -> list[tuple[int, ...]]:
+        """Each layer's sample shape from ``input_shape``; refuses layers that do not chain or exceed
+        :data:`MAX_SAMPLE_BYTES` (checked on shapes alone, before any activation exists)."""
         shapes = [self.input_shape]
+        if 4 * math.prod(self.input_shape) > MAX_SAMPLE_BYTES:
+            raise XbarError(
+                f"input shape {self.input_shape} is {format_bytes(4 * math.prod(self.input_shape))} of float32 "
+                f"per sample, more than the {format_bytes(MAX_SAMPLE_BYTES)} limit"
+            )
         for index, layer in enumerate(self.layers):
             try:
                 shapes.append(tuple(layer.output_shape(shapes[-1])))
             except XbarError as exc:
                 raise XbarError(f"layer {index}: {exc}") from None
+            need = 4 * max(layer.operand_width(shapes[-2]), math.prod(shapes[-1]))
+            if need > MAX_SAMPLE_BYTES:
+                raise XbarError(
+                    f"layer {index}: {layer.kind} needs {format_bytes(need)} of float32 per sample, more than the "
+                    f"{format_bytes(MAX_SAMPLE_BYTES)} limit"
+                )
         return shapes
 
     @property
@@ -79,14 +122,25 @@ class Network:
         Returns
         -------
         ndarray, float32, shape (batch, n_classes)
+            Finite: samples that do not fit ``input_shape``, and logits that overflow float32, are an
+            :class:`XbarError`.
         """
         matmuls = self.ideal_matmuls() if matmuls is None else list(matmuls)
         if len(matmuls) != len(self.weight_layers):
             raise XbarError(f"{len(matmuls)} matmuls given for {len(self.weight_layers)} weight layers")
+        if x.ndim < 1 or math.prod(x.shape[1:]) != math.prod(self.input_shape):
+            # A file's input_shape is only checked against its own layers; the test set is met here.
+            raise XbarError(
+                f"the network takes samples of shape {self.input_shape}, got samples of shape {tuple(x.shape[1:])}"
+            )
         x = np.ascontiguousarray(x, dtype=np.float32).reshape((x.shape[0],) + self.input_shape)
         products = iter(matmuls)
-        for layer in self.layers:
-            x = layer.forward(x, next(products) if layer.has_weights else None)
+        # Finite but huge weights can overflow float32: reported once below as an error, not as numpy warnings.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for layer in self.layers:
+                x = layer.forward(x, next(products) if layer.has_weights else None)
+        if not np.all(np.isfinite(x)):
+            raise XbarError("the network's outputs overflow float32 (inf or NaN logits): weights or inputs too large")
         return x
 
     def batch_size_for(self, budget_bytes: int = 8 << 20, most: int = 1000) -> int:
