@@ -54,31 +54,6 @@ class _Group(click.Group):
             _fail(str(exc))
 
 
-class _NoBar:
-    """Stand-in for a progress bar when stderr is not a terminal (logs and pipes stay clean)."""
-
-    length = 0
-    label = ""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n):
-        pass
-
-
-def _progress_bar(total: int, label: str):
-    """A click progress bar on stderr, shown only when stderr is a terminal."""
-    if not sys.stderr.isatty():
-        return _NoBar()
-    return click.progressbar(
-        length=total, label=label, file=sys.stderr, show_eta=True, show_percent=True, show_pos=True
-    )
-
-
 class FiniteFloatRange(click.FloatRange):
     """A float range that refuses NaN and infinities (click's own lets NaN through every bound)."""
 
@@ -89,7 +64,9 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
-QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress display or estimates on stderr.")
+QUIET = click.option(
+    "-q", "--quiet", is_flag=True, help="No progress display, task counts, estimates or notices on stderr."
+)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -347,7 +324,7 @@ def energy_cmd(weights, hardware_spec, overrides, n_images, seed, as_json, quiet
     help="Run the tasks on this Dask distributed scheduler instead (the dist extra); 'local' or 'local:N' "
     "starts a LocalCluster of N one-thread worker processes (default: --workers, else the cores).",
 )
-@click.option("--quiet", "-q", is_flag=True, help="No task count, estimate or progress on stderr.")
+@QUIET
 @click.option(
     "--max-tasks",
     type=click.IntRange(min=1),
@@ -364,7 +341,6 @@ def sweep_cmd(spec_path, output, resume, workers, scheduler, quiet, max_tasks):
     import contextlib
 
     from ._files import check_output_path
-    from .progress import Progress
     from .sweep import MAX_TASKS, Interrupted, load_spec, run_sweep
 
     limit = max_tasks or MAX_TASKS
@@ -451,11 +427,10 @@ def plot_cmd(results, output, x_param, dpi):
     help="Run on a Dask distributed scheduler ('local' or 'local:N': a LocalCluster started for the run).",
 )
 @click.option("--resume", is_flag=True, help="Continue the CSVs already in the folder.")
-@click.option("--quiet", "-q", is_flag=True, help="No task counts, estimates or progress on stderr.")
+@QUIET
 def reproduce_cmd(target, out_dir, seeds, workers, scheduler, resume, quiet):
     """Reproduce the paper's Table II, Figures 3 and 4 and Table III from the shipped weights."""
     from ._files import check_output_folder
-    from .progress import Progress
     from .reproduce import reproduce
     from .sweep import Interrupted
 

@@ -1,7 +1,11 @@
 """Datasets: reading IDX files, locating them, and fetching them with checksums.
 
 The two test sets (10,000 images each) ship in the repository's ``data/``
-folder. The training sets are obtained by :func:`fetch` into a local store
+folder, installed with a wheel and found by :mod:`xbar.shipped`. Every IDX file
+is read only if it is a regular file, and never past the size its dataset has
+(a damaged gzip stream or a larger file is an error, not a memory hog).
+
+The training sets are obtained by :func:`fetch` into a local store
 (``$XBAR_HOME/datasets``, default ``~/.cache/xbar/datasets``) from, in order:
 an explicit source folder, the folder named by ``$XBAR_DATA``, the Debian
 package path (Fashion-MNIST only), or the canonical public download. Every
