@@ -11,6 +11,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import numpy as np
@@ -67,6 +68,49 @@ class FiniteFloatRange(click.FloatRange):
 QUIET = click.option(
     "-q", "--quiet", is_flag=True, help="No progress display, task counts, estimates or notices on stderr."
 )
+
+
+class _Stages:
+    """Progress of work in stages (a sweep; reproduce's targets), as a context manager.
+
+    Each stage gets a display of its own, made at the stage's first report (0
+    done), so that the stage's plan line (:meth:`plan`) comes before it.
+    """
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.name: str | None = None
+        self.bar: Progress | None = None
+
+    def __enter__(self) -> _Stages:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._end(*exc)
+
+    def _end(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+        self.bar = None
+
+    def report(self, name: str, done: int, total: int) -> None:
+        """``done`` of ``total`` tasks of stage ``name`` finished."""
+        if name != self.name:
+            self._end(None, None, None)
+            self.name, self.bar = name, Progress(name, total, quiet=self.quiet).__enter__()
+        elif done and self.bar is not None:
+            self.bar.advance(1)
+
+    def plan(self, plan) -> None:
+        """Show a stage's plan (task count and estimate) before it starts, unless quiet."""
+        if not self.quiet:
+            click.echo(f"xbar: {plan.describe()}", err=True)
+
+    def stop(self, exc) -> NoReturn:
+        """End the display, then the command: one line and the signal's exit code (``exc``: sweep.Interrupted)."""
+        self._end(type(exc), exc, None)
+        click.echo(f"xbar: {exc}", err=True)
+        sys.exit(exc.exit_code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -338,8 +382,6 @@ def sweep_cmd(spec_path, output, resume, workers, scheduler, quiet, max_tasks):
     on a terminal, else a line at most every 30 s). SIGINT or SIGTERM stops it within seconds with every
     row written complete (exit 130 or 143); --resume continues it.
     """
-    import contextlib
-
     from ._files import check_output_path
     from .sweep import MAX_TASKS, Interrupted, load_spec, run_sweep
 
@@ -347,18 +389,7 @@ def sweep_cmd(spec_path, output, resume, workers, scheduler, quiet, max_tasks):
     spec = load_spec(spec_path, max_tasks=limit)
     check_output_path(output)  # before any work: a bad -o is one line now, not after the spec's weights load
     started = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        bars = []  # the progress display, made on the first call
-
-        def progress(done, total):
-            if not bars:  # the first call (0 done) comes after the plan is printed
-                bars.append(stack.enter_context(Progress(f"sweep {spec.name}", total, quiet=quiet)))
-            elif done:
-                bars[0].advance(1)
-
-        def on_plan(plan):
-            click.echo(f"xbar: {plan.describe()}", err=True)
-
+    with _Stages(quiet) as stages:
         try:
             n = run_sweep(
                 spec,
@@ -366,15 +397,13 @@ def sweep_cmd(spec_path, output, resume, workers, scheduler, quiet, max_tasks):
                 resume=resume,
                 workers=workers,
                 scheduler=scheduler,
-                progress=progress,
-                on_plan=None if quiet else on_plan,
+                progress=lambda done, total: stages.report(f"sweep {spec.name}", done, total),
+                on_plan=None if quiet else stages.plan,
                 estimate=not quiet,
                 max_tasks=limit,
             )
         except Interrupted as exc:
-            stack.close()  # the progress bar ends its line first
-            click.echo(f"xbar: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            stages.stop(exc)
     click.echo(f"{output}: {n} task(s) run in {time.perf_counter() - started:.1f} s")
 
 
@@ -436,42 +465,20 @@ def reproduce_cmd(target, out_dir, seeds, workers, scheduler, resume, quiet):
 
     check_output_folder(out_dir)  # before any work
     started = time.perf_counter()
-    current = {"name": None, "bar": None}  # the target shown, and its progress display
-
-    def end_bar(*exc):
-        if current["bar"] is not None:
-            current["bar"].__exit__(*exc)
-        current["bar"] = None
-
-    def progress(name, done, total):
-        if current["name"] != name:  # a new target: a progress display of its own
-            end_bar(None, None, None)
-            current["name"], current["bar"] = name, Progress(f"reproduce {name}", total, quiet=quiet).__enter__()
-        elif done:
-            current["bar"].advance(1)
-
-    def on_plan(plan):
-        click.echo(f"xbar: {plan.describe()}", err=True)
-
-    try:
-        files = reproduce(
-            target,
-            out_dir,
-            seeds=seeds,
-            workers=workers,
-            scheduler=scheduler,
-            resume=resume,
-            progress=progress,
-            on_plan=None if quiet else on_plan,
-        )
-    except Interrupted as exc:
-        end_bar(type(exc), exc, None)
-        click.echo(f"xbar: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except BaseException as exc:
-        end_bar(type(exc), exc, None)
-        raise
-    end_bar(None, None, None)
+    with _Stages(quiet) as stages:
+        try:
+            files = reproduce(
+                target,
+                out_dir,
+                seeds=seeds,
+                workers=workers,
+                scheduler=scheduler,
+                resume=resume,
+                progress=lambda name, done, total: stages.report(f"reproduce {name}", done, total),
+                on_plan=None if quiet else stages.plan,
+            )
+        except Interrupted as exc:
+            stages.stop(exc)
     for path in files:
         click.echo(str(path))
     click.echo(f"reproduce {target}: {time.perf_counter() - started:.1f} s")
