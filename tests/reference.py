@@ -74,23 +74,123 @@ def ref_mosaic(x, kernel, bias, timesteps, feedback, activation):
     return out
 
 
-def ref_forward(network, x):
-    """Logits of ``network`` computed with the loops above (float64)."""
-    y = np.asarray(x, dtype=np.float64).reshape((x.shape[0],) + network.input_shape)
-    for layer in network.layers:
-        if layer.kind == "flatten":
-            y = y.reshape(y.shape[0], -1)
-        elif layer.kind == "maxpool2d":
-            y = ref_maxpool(y, layer.pool_size)
-        elif layer.kind == "dense":
-            y = ref_dense(y, layer.kernel, layer.bias, layer.activation)
-        elif layer.kind == "conv2d":
-            y = ref_conv3x3_same(y, layer.kernel, layer.bias, layer.activation)
-        elif layer.kind == "mosaic":
-            y = ref_mosaic(y, layer.kernel, layer.bias, layer.timesteps, layer.feedback, layer.activation)
-        else:
-            raise AssertionError(f"no reference for {layer.kind}")
+def _ref_pads(size, kernel, stride, dilation, padding, pads):
+    """(output size, pad before) of one axis: 'same' = ceil(size / stride), the odd pixel after (TF)."""
+    span = (kernel - 1) * dilation + 1
+    if padding == "same":
+        out = -(-size // stride)
+        total = max((out - 1) * stride + span - size, 0)
+        return out, total // 2
+    before, after = (0, 0) if padding == "valid" else pads
+    return (size + before + after - span) // stride + 1, before
+
+
+def ref_conv2d(x, kernel, bias, strides=(1, 1), padding="same", pads=(0, 0, 0, 0), dilations=(1, 1), groups=1,
+               activation="linear"):
+    """Grouped, strided, dilated, padded cross-correlation by loops: NHWC input, HWIO kernel
+    (KH, KW, C_in / groups, C_out); output channel co reads the input channels of its group only."""
+    batch, h, w, c_in = x.shape
+    kh, kw, c_group, c_out = kernel.shape
+    oh, top = _ref_pads(h, kh, strides[0], dilations[0], padding, pads[:2])
+    ow, left = _ref_pads(w, kw, strides[1], dilations[1], padding, pads[2:])
+    per_group = c_out // groups
+    y = np.zeros((batch, oh, ow, c_out))
+    for b in range(batch):
+        for i in range(oh):
+            for j in range(ow):
+                for co in range(c_out):
+                    g = co // per_group
+                    acc = 0.0 if bias is None else float(bias[co])
+                    for p in range(kh):
+                        for q in range(kw):
+                            ii = i * strides[0] + p * dilations[0] - top
+                            jj = j * strides[1] + q * dilations[1] - left
+                            if 0 <= ii < h and 0 <= jj < w:
+                                for ci in range(c_group):
+                                    acc += float(x[b, ii, jj, g * c_group + ci]) * float(kernel[p, q, ci, co])
+                    y[b, i, j, co] = acc
+    return ref_activation(y, activation)
+
+
+def ref_pool(x, mode, pool_size, strides, padding="valid", pads=(0, 0, 0, 0)):
+    """Max or mean ('max' / 'avg') over each window by loops; padded pixels are skipped (never counted)."""
+    batch, h, w, c = x.shape
+    oh, top = _ref_pads(h, pool_size[0], strides[0], 1, padding, pads[:2])
+    ow, left = _ref_pads(w, pool_size[1], strides[1], 1, padding, pads[2:])
+    y = np.zeros((batch, oh, ow, c))
+    for b in range(batch):
+        for i in range(oh):
+            for j in range(ow):
+                for ch in range(c):
+                    seen = [float(x[b, ii, jj, ch])
+                            for ii in range(i * strides[0] - top, i * strides[0] - top + pool_size[0])
+                            for jj in range(j * strides[1] - left, j * strides[1] - left + pool_size[1])
+                            if 0 <= ii < h and 0 <= jj < w]
+                    y[b, i, j, ch] = max(seen) if mode == "max" else sum(seen) / len(seen)
     return y
+
+
+def ref_function(x, function, alpha=0.01, low=0.0, high=1.0):
+    """The digital activations, one element at a time, in float64."""
+    def one(v):
+        if function == "relu":
+            return max(v, 0.0)
+        if function == "clip":
+            return min(max(v, low), high)
+        if function == "leakyrelu":
+            return v if v >= 0 else alpha * v
+        if function == "sigmoid":
+            return 1.0 / (1.0 + np.exp(-v))
+        if function == "tanh":
+            return np.tanh(v)
+        assert function == "identity"
+        return v
+    flat = np.asarray(x, np.float64).ravel()
+    return np.array([one(float(v)) for v in flat]).reshape(np.shape(x))
+
+
+def ref_layer(layer, inputs):
+    """One layer of any kind on its list of (float64) input batches, by the loops above."""
+    y = inputs[0]
+    kind = layer.kind
+    if kind == "flatten":
+        return y.reshape(y.shape[0], -1)
+    if kind == "reshape":
+        return y.reshape((y.shape[0],) + tuple(layer.shape))
+    if kind == "identity":
+        return y
+    if kind == "maxpool2d":
+        return ref_pool(y, "max", layer.pool_size, layer.strides, layer.padding, layer.pads)
+    if kind == "avgpool2d":
+        return ref_pool(y, "avg", layer.pool_size, layer.strides, layer.padding, layer.pads)
+    if kind == "globalavgpool2d":
+        return np.array([[y[b, :, :, ch].sum() / (y.shape[1] * y.shape[2]) for ch in range(y.shape[3])]
+                         for b in range(y.shape[0])])
+    if kind == "activation":
+        return ref_function(y, layer.function, layer.alpha, layer.low, layer.high)
+    if kind == "add":
+        total = np.zeros_like(y)
+        for other in inputs:
+            total = total + other
+        return total
+    if kind == "concat":
+        return np.concatenate(inputs, axis=-1)
+    if kind == "dense":
+        return ref_dense(y, layer.kernel, layer.bias, layer.activation)
+    if kind == "conv2d":
+        return ref_conv2d(y, layer.kernel, layer.bias, layer.strides, layer.padding, layer.pads, layer.dilations,
+                          layer.groups, layer.activation)
+    if kind == "mosaic":
+        return ref_mosaic(y, layer.kernel, layer.bias, layer.timesteps, layer.feedback, layer.activation)
+    raise AssertionError(f"no reference for {kind}")
+
+
+def ref_forward(network, x):
+    """Logits of ``network`` computed with the loops above (float64), following its graph of inputs."""
+    values = {-1: np.asarray(x, dtype=np.float64).reshape((x.shape[0],) + network.input_shape)}
+    for index, (layer, sources) in enumerate(zip(network.layers, network.inputs)):
+        values[index] = ref_layer(layer, [values[j] for j in sources])
+    return values[len(network.layers) - 1]
 
 
 # ---------------------------------------------------------------- crossbar references

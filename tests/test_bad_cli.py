@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import gzip
 import os
+
+import h5py
+import numpy as np
 import signal
 import time
 from pathlib import Path
@@ -109,7 +112,38 @@ def folder(tmp_path_factory) -> Path:
     corrupt.mkdir(parents=True)
     for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
         (corrupt / name).write_bytes(gzip.compress(b"\x00\x00\x08\x03" + b"\x01" * 64)[:30] + b"\x00" * 40)
+    _test_data_files(root)
     return root
+
+
+def _test_data_files(root: Path) -> None:
+    """Test sets for --data (docs/data.md): one good, the others bad in one way each."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    y = rng.integers(0, 10, 20)
+    np.savez(root / "good.npz", x=x, y=y)
+    np.savez(root / "no_y.npz", x=x)
+    np.savez(root / "x_text.npz", x=np.array(["a"] * 20), y=y)
+    np.savez(root / "x_object.npz", x=np.array([None] * 20, dtype=object), y=y)
+    np.savez(root / "y_float.npz", x=x, y=y.astype(np.float32))
+    np.savez(root / "y_big.npz", x=x, y=np.full(20, 10))
+    np.savez(root / "y_negative.npz", x=x, y=np.full(20, -1))
+    np.savez(root / "y_2d.npz", x=x, y=y[:, None])
+    np.savez(root / "lengths.npz", x=x, y=y[:10])
+    np.savez(root / "shape.npz", x=rng.random((20, 32, 32, 3)), y=y)
+    np.savez(root / "nan.npz", x=np.full((20, 784), np.nan), y=y)
+    np.savez(root / "empty_set.npz", x=x[:0], y=y[:0])
+    good = (root / "good.npz").read_bytes()
+    (root / "truncated.npz").write_bytes(good[: len(good) // 2])
+    with h5py.File(root / "good.h5", "w") as fh:
+        fh["x"], fh["y"] = x, y
+    with h5py.File(root / "no_x.h5", "w") as fh:
+        fh["y"] = y
+    with h5py.File(root / "x_group.h5", "w") as fh:
+        fh.create_group("x")
+        fh["y"] = y
+    raw = (root / "good.h5").read_bytes()
+    (root / "truncated.h5").write_bytes(raw[: len(raw) // 2])
 
 
 # (id, command line with {placeholders} for files of the folder, extra environment)
@@ -298,6 +332,42 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
     ("train-output-unwritable", "train --arch mlp -o /proc/xbar-test/t.h5", {}),
     ("train-output-folder", "train --arch mlp -o {d}/folder", {}),
     ("train-output-under-file", "train --arch mlp -o {d}/text.txt/t.h5", {}),
+    # run and energy: --data (docs/data.md)
+    ("data-missing", "run {d}/w.h5 --data {d}/missing.npz", {}),
+    ("data-folder", "run {d}/w.h5 --data {d}/folder", {}),
+    ("data-fifo", "run {d}/w.h5 --data {d}/fifo", {}),
+    ("data-empty-file", "run {d}/w.h5 --data {d}/empty", {}),
+    ("data-text", "run {d}/w.h5 --data {d}/text.txt", {}),
+    ("data-weights-as-data", "run {d}/w.h5 --data {d}/w.h5", {}),
+    ("data-no-y", "run {d}/w.h5 --data {d}/no_y.npz", {}),
+    ("data-x-text", "run {d}/w.h5 --data {d}/x_text.npz", {}),
+    ("data-x-object", "run {d}/w.h5 --data {d}/x_object.npz", {}),
+    ("data-y-float", "run {d}/w.h5 --data {d}/y_float.npz", {}),
+    ("data-y-too-big", "run {d}/w.h5 --data {d}/y_big.npz", {}),
+    ("data-y-negative", "run {d}/w.h5 --data {d}/y_negative.npz", {}),
+    ("data-y-2d", "run {d}/w.h5 --data {d}/y_2d.npz", {}),
+    ("data-lengths", "run {d}/w.h5 --data {d}/lengths.npz", {}),
+    ("data-shape", "run {d}/w.h5 --data {d}/shape.npz", {}),
+    ("data-nan", "run {d}/w.h5 --data {d}/nan.npz", {}),
+    ("data-empty-set", "run {d}/w.h5 --data {d}/empty_set.npz", {}),
+    ("data-truncated-npz", "run {d}/w.h5 --data {d}/truncated.npz", {}),
+    ("data-h5-no-x", "run {d}/w.h5 --data {d}/no_x.h5", {}),
+    ("data-h5-x-group", "run {d}/w.h5 --data {d}/x_group.h5", {}),
+    ("data-truncated-h5", "run {d}/w.h5 --data {d}/truncated.h5", {}),
+    ("data-and-dataset", "run {d}/w.h5 --data {d}/good.npz --dataset mnist", {}),
+    ("data-layout-alone", "run {d}/w.h5 --layout nchw", {}),
+    ("data-scale-alone", "run {d}/w.h5 --scale 255", {}),
+    ("data-layout-unknown", "run {d}/w.h5 --data {d}/good.npz --layout hwcn", {}),
+    ("data-scale-0", "run {d}/w.h5 --data {d}/good.npz --scale 0", {}),
+    ("data-scale-nan", "run {d}/w.h5 --data {d}/good.npz --scale nan", {}),
+    ("data-mean-text", "run {d}/w.h5 --data {d}/good.npz --mean a,b", {}),
+    ("data-mean-inf", "run {d}/w.h5 --data {d}/good.npz --mean inf", {}),
+    ("data-mean-channels", "run {d}/w.h5 --data {d}/good.npz --mean 0.1,0.2,0.3", {}),
+    ("data-std-0", "run {d}/w.h5 --data {d}/good.h5 --std 0", {}),
+    ("energy-data-missing", "energy {d}/w.h5 --data {d}/missing.npz", {}),
+    ("energy-data-shape", "energy {d}/w.h5 --data {d}/shape.npz", {}),
+    ("run-cifar10-not-fetched", "run {d}/w.h5 --dataset cifar10", {}),
+    ("data-fetch-cifar10-empty-source", "data fetch --dataset cifar10 --source {d}/empty_dir", {}),
 ]
 
 

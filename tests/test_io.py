@@ -134,7 +134,7 @@ MALFORMED = {
     "input-shape-string": (_set_attr("/", "input_shape", "28,28,1"), "'input_shape' must be 1 to 3"),
     "input-shape-2d": (_set_attr("/", "input_shape", np.ones((2, 2), np.int64)), "'input_shape' must be 1 to 3"),
     "input-shape-vs-dataset": (_set_attr("/", "input_shape", np.array([1568])),
-                               "'input_shape' (1568,) does not hold one mnist image (784 pixels)"),
+                               "'input_shape' (1568,) does not hold one mnist image ((28, 28): 784 numbers)"),
     "zero-width-layer": (lambda p: _edit(p, _zero_width), "layers/01_dense/kernel: is empty (shape (784, 0))"),
     "huge-declared-kernel": (_new_dataset("layers/01_dense/kernel", shape=(10**6, 10**6), dtype="f4",
                                           chunks=(1000, 1000)),
@@ -316,3 +316,111 @@ def test_network_refuses_samples_that_do_not_fit_its_input():
     network = build("mlp", hidden=8)
     with pytest.raises(XbarError, match=r"takes samples of shape \(28, 28, 1\), got samples of shape \(30, 30\)"):
         network.forward(np.zeros((2, 30, 30), np.float32))
+
+
+# ------------------------------------------------------------------ format version 2: graphs, integer arrays
+def _cnn_file(tmp_path):
+    return io.save(build("cnn", seed=2), tmp_path / "cnn.h5")
+
+
+GRAPH_MALFORMED = {
+    "inputs-missing": (lambda f: f["layers/01_dense"].attrs.__delitem__("inputs"), "missing attribute 'inputs'"),
+    "inputs-float": (lambda f: f["layers/01_dense"].attrs.__setitem__("inputs", np.array([0.5])),
+                     "'inputs' must be a 1-D array of 1 to 16 integers, got float64 array [0.5]"),
+    "inputs-bool": (lambda f: f["layers/01_dense"].attrs.__setitem__("inputs", np.array([True])),
+                    "'inputs' must be a 1-D array"),
+    "inputs-2d": (lambda f: f["layers/01_dense"].attrs.__setitem__("inputs", np.zeros((1, 1), np.int64)),
+                  "'inputs' must be a 1-D array"),
+    "inputs-scalar": (lambda f: f["layers/01_dense"].attrs.__setitem__("inputs", np.int64(0)),
+                      "'inputs' must be a 1-D array"),
+    "inputs-string": (lambda f: f["layers/01_dense"].attrs.__setitem__("inputs", "0"), "'inputs' must be a 1-D"),
+    "inputs-too-many": (lambda f: f["layers/01_dense"].attrs.__setitem__("inputs", np.zeros(17, np.int64)),
+                        "1 to 16 integers"),
+    "inputs-huge": (lambda f: f["layers/01_dense"].attrs.__setitem__("inputs", np.array([2**62])),
+                    "'inputs' holds an integer out of range"),
+    "inputs-forward": (lambda f: f["layers/01_dense"].attrs.__setitem__("inputs", np.array([2])),
+                       "layer 1: inputs (2,) must be indices of earlier layers"),
+    "inputs-self": (lambda f: f["layers/01_dense"].attrs.__setitem__("inputs", np.array([1])),
+                    "must be indices of earlier layers"),
+    "inputs-below-input": (lambda f: f["layers/01_dense"].attrs.__setitem__("inputs", np.array([-2])),
+                           "must be indices of earlier layers"),
+    "inputs-two-for-dense": (lambda f: f["layers/01_dense"].attrs.__setitem__("inputs", np.array([0, 0])),
+                             "dense takes 1 input(s), got 2"),
+    "inputs-dangling": (lambda f: f["layers/02_dense"].attrs.__setitem__("inputs", np.array([-1])),
+                        "layer 1: its output is never read"),
+    "version-3": (lambda f: f.attrs.__setitem__("format_version", 3), "format_version 3 is not supported"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GRAPH_MALFORMED))
+def test_load_refuses_malformed_graph(case, good_file):
+    edit, message = GRAPH_MALFORMED[case]
+    path = _edit(good_file, edit)
+    with pytest.raises(WeightsFormatError, match=re.escape(message)) as caught:
+        io.load(path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+CONV_MALFORMED = {
+    "strides-float": ("strides", np.array([1.5, 1.5]), "'strides' must be a 1-D array"),
+    "strides-three": ("strides", np.array([1, 1, 1]), "strides must be 2 integers"),
+    "strides-zero": ("strides", np.array([0, 1]), "strides must be integers >= 1"),
+    "strides-scalar": ("strides", 1, "'strides' must be a 1-D array"),
+    "pads-negative": ("pads", np.array([0, 0, -1, 0]), "pads must be integers >= 0"),
+    "pads-without-explicit": ("pads", np.array([1, 1, 1, 1]), "given with padding 'same'"),
+    "groups-not-dividing": ("groups", 2, "2 groups do not divide 3 output channels"),
+    "groups-array": ("groups", np.array([1]), "'groups' must be int"),
+    "dilations-huge": ("dilations", np.array([2**40, 1]), "out of range"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONV_MALFORMED))
+def test_load_refuses_bad_integer_array_attributes(case, tmp_path):
+    key, value, message = CONV_MALFORMED[case]
+    path = _edit(_cnn_file(tmp_path), lambda f: f["layers/00_conv2d"].attrs.__setitem__(key, value))
+    with pytest.raises(WeightsFormatError, match=re.escape(message)) as caught:
+        io.load(path)
+    assert "\n" not in str(caught.value)
+
+
+def _as_version_1(f):
+    """Rewrite a saved chain as version 1 wrote it: no inputs, scalar strides and pool_size, no newer attributes."""
+    f.attrs["format_version"] = 1
+    for group in f["layers"].values():
+        del group.attrs["inputs"]
+        if group.attrs["kind"] == "conv2d":
+            for key in ("pads", "dilations", "groups"):
+                del group.attrs[key]
+            group.attrs["strides"] = 1
+        if group.attrs["kind"] == "maxpool2d":
+            for key in ("strides", "padding", "pads"):
+                del group.attrs[key]
+            group.attrs["pool_size"] = 2
+
+
+def test_version_1_files_load_as_chains(tmp_path, rng, shipped_weights):
+    network = build("cnn", seed=2)
+    path = _edit(_cnn_file(tmp_path), _as_version_1)
+    loaded = io.load(path)
+    assert loaded.is_chain and [a.attrs() for a in loaded.layers] == [a.attrs() for a in network.layers]
+    x = rng.random((3, 28, 28), dtype=np.float32)
+    np.testing.assert_array_equal(loaded.forward(x), network.forward(x))
+    with h5py.File(shipped_weights / "cnn-mnist.h5", "r") as f:
+        assert f.attrs["format_version"] == 1  # the shipped files stay version 1 (tests/test_golden.py)
+    # Version 1 knows its five kinds, with their version 1 attribute types.
+    for edit, message in [
+        (lambda f: f["layers/00_conv2d"].attrs.__setitem__("strides", np.array([1, 1])), "'strides' must be int"),
+        (lambda f: f["layers/05_flatten"].attrs.__setitem__("kind", "identity"), "unknown layer kind 'identity'"),
+    ]:
+        path = _edit(_edit(_cnn_file(tmp_path), _as_version_1), edit)
+        with pytest.raises(WeightsFormatError, match=re.escape(message)):
+            io.load(path)
+
+
+def test_layers_past_99_keep_their_order(tmp_path, rng):
+    """Names sort by their index ("100_dense" after "99_dense"), not as text."""
+    layers = [Flatten()] + [Dense(kernel=np.eye(4, dtype=np.float32) * (1 + i / 64), activation="linear")
+                            for i in range(104)]
+    network = Network("deep", "none", (4,), 4, layers)
+    loaded = io.load(io.save(network, tmp_path / "deep.h5"))
+    assert [layer.kernel[0, 0] for layer in loaded.weight_layers] == [layer.kernel[0, 0] for layer in layers[1:]]

@@ -7,6 +7,7 @@ import pytest
 from xbar import io
 from xbar.errors import XbarError
 from xbar.nets import LAYER_KINDS, Conv2D, Dense, Flatten, MaxPool2D, Mosaic, Network, build, cnn, mlp, rnn
+from xbar.nets.layers import (Activation, Add, AvgPool2D, Concat, GlobalAvgPool2D, Identity, Reshape)
 from xbar.nets.layers import im2col_3x3_same
 
 from .conftest import TOL
@@ -78,47 +79,85 @@ def test_batch_results_do_not_depend_on_batch_size(rng):
 
 
 def _one_of_each_kind(rng):
-    """A small network holding every layer kind, with parameters away from their defaults where allowed."""
+    """A small graph network holding every layer kind, with parameters away from their defaults where allowed."""
     def w(*shape):
         return rng.standard_normal(shape).astype(np.float32)
     layers = [
-        Conv2D(kernel=w(3, 3, 2, 3), bias=w(3), activation="linear"),   # (8, 8, 2) -> (8, 8, 3)
-        MaxPool2D(pool_size=4),                                          # -> (2, 2, 3)
-        Flatten(),                                                       # -> (12,)
-        Mosaic(kernel=w(6, 5), bias=None, timesteps=3, feedback=2),      # 3 steps of 4 inputs, 2 fed back
-        Dense(kernel=w(5, 4), bias=None, activation="linear"),
+        Conv2D(kernel=w(3, 3, 2, 3), bias=w(3), activation="linear"),   # 0: (8, 8, 2) -> (8, 8, 3)
+        Activation(function="leakyrelu", alpha=0.2),                     # 1
+        Conv2D(kernel=w(5, 5, 3, 4), bias=None, activation="linear", strides=(2, 2), padding="explicit",
+               pads=(2, 1, 2, 1)),                                       # 2: -> (4, 4, 4)
+        Conv2D(kernel=w(3, 3, 1, 4), bias=w(4), dilations=(2, 2), groups=4),  # 3: depthwise, dilated
+        Add(),                                                           # 4: 2 + 3
+        AvgPool2D(pool_size=(3, 3), strides=(1, 1), padding="same"),     # 5
+        Concat(),                                                        # 6: 4 and 5 -> (4, 4, 8)
+        MaxPool2D(pool_size=4),                                          # 7: -> (1, 1, 8)
+        GlobalAvgPool2D(),                                               # 8: -> (8,)
+        Reshape(shape=(-1, 2)),                                          # 9: -> (4, 2)
+        Flatten(),                                                       # 10: -> (8,)
+        Identity(),                                                      # 11
+        Mosaic(kernel=w(6, 5), bias=None, timesteps=2, feedback=2),      # 12: 2 steps of 4 inputs, 2 fed back
+        Dense(kernel=w(5, 4), bias=None, activation="linear"),           # 13
     ]
-    return Network("mixed", "none", (8, 8, 2), 4, layers)
+    inputs = [(-1,), (0,), (1,), (2,), (2, 3), (4,), (4, 5), (6,), (7,), (8,), (9,), (10,), (11,), (12,)]
+    return Network("mixed", "none", (8, 8, 2), 4, layers, inputs=inputs)
 
 
 # The stored attributes of each kind, written out by hand: the file format (docs/format.md) must not
-# change when a layer class does. Integers are stored as int64, strings as variable-length str.
+# change when a layer class does. Integers are stored as int64, tuples as int64 arrays (shown here as
+# tuples), strings as variable-length str, floats as float64.
 STORED_ATTRS = {
-    "00_conv2d": {"kind": "conv2d", "activation": "linear", "padding": "same", "strides": 1},
-    "01_maxpool2d": {"kind": "maxpool2d", "pool_size": 4},
-    "02_flatten": {"kind": "flatten"},
-    "03_mosaic": {"kind": "mosaic", "activation": "brelu", "timesteps": 3, "feedback": 2},
-    "04_dense": {"kind": "dense", "activation": "linear"},
+    "00_conv2d": {"kind": "conv2d", "inputs": (-1,), "activation": "linear", "padding": "same", "strides": (1, 1),
+                  "pads": (0, 0, 0, 0), "dilations": (1, 1), "groups": 1},
+    "01_activation": {"kind": "activation", "inputs": (0,), "function": "leakyrelu", "alpha": 0.2, "low": 0.0,
+                      "high": 1.0},
+    "02_conv2d": {"kind": "conv2d", "inputs": (1,), "activation": "linear", "padding": "explicit",
+                  "strides": (2, 2), "pads": (2, 1, 2, 1), "dilations": (1, 1), "groups": 1},
+    "03_conv2d": {"kind": "conv2d", "inputs": (2,), "activation": "brelu", "padding": "same", "strides": (1, 1),
+                  "pads": (0, 0, 0, 0), "dilations": (2, 2), "groups": 4},
+    "04_add": {"kind": "add", "inputs": (2, 3)},
+    "05_avgpool2d": {"kind": "avgpool2d", "inputs": (4,), "pool_size": (3, 3), "strides": (1, 1),
+                     "padding": "same", "pads": (0, 0, 0, 0)},
+    "06_concat": {"kind": "concat", "inputs": (4, 5)},
+    "07_maxpool2d": {"kind": "maxpool2d", "inputs": (6,), "pool_size": (4, 4), "strides": (4, 4),
+                     "padding": "valid", "pads": (0, 0, 0, 0)},
+    "08_globalavgpool2d": {"kind": "globalavgpool2d", "inputs": (7,)},
+    "09_reshape": {"kind": "reshape", "inputs": (8,), "shape": (-1, 2)},
+    "10_flatten": {"kind": "flatten", "inputs": (9,)},
+    "11_identity": {"kind": "identity", "inputs": (10,)},
+    "12_mosaic": {"kind": "mosaic", "inputs": (11,), "activation": "brelu", "timesteps": 2, "feedback": 2},
+    "13_dense": {"kind": "dense", "inputs": (12,), "activation": "linear"},
 }
+_STORED_TYPES = {str: str, int: np.int64, float: np.float64, tuple: np.ndarray}
 
 
 def test_every_layer_kind_round_trips_its_attributes(tmp_path, rng):
     network = _one_of_each_kind(rng)
     assert {layer.kind for layer in network.layers} == set(LAYER_KINDS), "add the new kind to _one_of_each_kind"
-    assert {typ for cls in LAYER_KINDS.values() for typ in cls.attr_types().values()} <= {str, int, float}
+    assert {typ for cls in LAYER_KINDS.values() for typ in cls.attr_types().values()} \
+        <= {str, int, float, tuple[int, ...]}
     path = io.save(network, tmp_path / "mixed.h5")
     with h5py.File(path, "r") as f:
-        stored = {name: dict(group.attrs) for name, group in f["layers"].items()}
+        assert f.attrs["format_version"] == 2
+        raw = {name: dict(group.attrs) for name, group in f["layers"].items()}
+    stored = {name: {key: tuple(v.tolist()) if isinstance(v, np.ndarray) else v for key, v in attrs.items()}
+              for name, attrs in raw.items()}
     assert stored == STORED_ATTRS
-    for name, attrs in stored.items():
+    for name, attrs in raw.items():
         for key, value in attrs.items():
-            assert type(value) is (str if isinstance(STORED_ATTRS[name][key], str) else np.int64), (name, key)
+            assert type(value) is _STORED_TYPES[type(STORED_ATTRS[name][key])], (name, key)
+            assert not isinstance(value, np.ndarray) or value.dtype == np.int64, (name, key)
     loaded = io.load(path)
+    assert loaded.inputs == network.inputs
     for a, b in zip(network.layers, loaded.layers):
         assert type(a) is type(b) and a.attrs() == b.attrs()
-        assert all(type(b.attrs()[key]) is typ for key, typ in b.attr_types().items())
+        for key, typ in b.attr_types().items():
+            value = b.attrs()[key]
+            assert type(value) is (tuple if typ == tuple[int, ...] else typ), key
+            assert typ != tuple[int, ...] or all(type(v) is int for v in value), key
     x = rng.random((3, 8, 8, 2), dtype=np.float32)
     np.testing.assert_array_equal(network.forward(x), loaded.forward(x))
+    np.testing.assert_allclose(network.forward(x), ref_forward(network, x), **TOL[np.float32])
 
 
 @pytest.mark.parametrize("name, per_layer", [

@@ -16,7 +16,7 @@ from typing import NoReturn
 import click
 import numpy as np
 
-from . import __version__, data
+from . import __version__, data, testdata
 from .errors import XbarError
 from .progress import Progress
 from .train import MAX_HIDDEN, MAX_LR, MAX_SEED
@@ -119,6 +119,95 @@ def main():
     """xbar: circuit-level simulation of analog in-memory (crossbar) inference."""
 
 
+class _Numbers(click.ParamType):
+    """A comma-separated list of finite floats (one for all channels, or one per channel)."""
+
+    name = "FLOAT[,FLOAT...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            numbers = tuple(float(part) for part in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not a number or a comma-separated list of numbers.", param, ctx)
+        if not all(math.isfinite(n) for n in numbers):
+            self.fail(f"{value!r} holds a non-finite number.", param, ctx)
+        return numbers
+
+
+def _test_data_options(function):
+    """--data, --layout, --scale, --mean, --std (run and energy)."""
+    options = [
+        click.option(
+            "--data",
+            "data_file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            metavar="FILE.npz|FILE.h5",
+            help="Your own test set: arrays x (images) and y (integer labels); see docs/data.md.",
+        ),
+        click.option(
+            "--layout",
+            type=click.Choice(list(testdata.LAYOUTS)),
+            default=None,
+            help="Axis order of a 4-D x in --data (default nhwc; nchw is transposed to NHWC).",
+        ),
+        click.option(
+            "--scale",
+            type=FiniteFloatRange(min=0, min_open=True),
+            default=None,
+            help="Divide the pixels of --data by this first (e.g. 255; default 1).",
+        ),
+        click.option(
+            "--mean",
+            type=_Numbers(),
+            default=None,
+            help="Subtract this per channel after scaling (default: the weights' provenance input_mean, else 0).",
+        ),
+        click.option(
+            "--std",
+            type=_Numbers(),
+            default=None,
+            help="Then divide by this per channel (default: the weights' provenance input_std, else 1).",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _with_data(key, value, data_file):
+    """The report's (key, value) pairs for one key of a --data run: "dataset" null, then "data"."""
+    return [("dataset", None), ("data", data_file)] if key == "dataset" else [(key, value)]
+
+
+def _test_set(network, weights, dataset, data_file, layout, scale, mean, std, limit):
+    """(images, labels, name of the test set) for run and energy: a built-in dataset or --data, normalised."""
+    if data_file is not None and dataset is not None:
+        raise XbarError("--data and --dataset are exclusive: give one test set")
+    if data_file is None and (layout is not None or scale is not None):
+        raise XbarError("--layout and --scale apply to --data only")
+    stored_mean, stored_std = testdata.stored_normalization(network.provenance, str(weights))
+    mean = stored_mean if mean is None else mean
+    std = stored_std if std is None else std
+    if data_file is not None:
+        images, labels = testdata.load_file(
+            data_file,
+            network.input_shape,
+            network.n_classes,
+            layout=layout or "nhwc",
+            scale=1.0 if scale is None else scale,
+            mean=mean,
+            std=std,
+            limit=limit,
+        )
+        return images, labels, str(data_file)
+    dataset = dataset or network.dataset
+    images, labels = data.load(dataset, "test", limit=limit)
+    return testdata.normalize(images, network.input_shape, mean, std), labels, dataset
+
+
 DEFAULT_WEIGHTS = data.SHIPPED_DIR / "weights" / "mlp-mnist.h5"
 
 
@@ -206,6 +295,7 @@ def info_cmd(weights, as_json):
     default=None,
     help="Test set (default: the one the weights were trained for).",
 )
+@_test_data_options
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N test images.")
 @click.option(
     "--sigma-te",
@@ -245,6 +335,11 @@ def run_cmd(
     sigma_syn,
     syn_mode,
     dataset,
+    data_file,
+    layout,
+    scale,
+    mean,
+    std,
     limit,
     sigma_te,
     n_seeds,
@@ -263,20 +358,21 @@ def run_cmd(
     hw = None if hardware_spec is None else with_sigma_syn(resolve(hardware_spec, overrides), sigma_syn, syn_mode)
     weights = DEFAULT_WEIGHTS if weights is None else weights
     network = _load_weights(weights)
-    dataset = dataset or network.dataset
-    images, labels = data.load(dataset, "test", limit=limit)
+    images, labels, test_set = _test_set(network, weights, dataset, data_file, layout, scale, mean, std, limit)
     with Progress("run", len(images) * n_seeds, quiet=quiet) as bar, announce_compilation(bar.note):
         summary = run_chips(
             network, hw, images, labels, seed, n_seeds, sigma_te=sigma_te, batch_size=batch_size, progress=bar.advance
         )
-    report = summary.to_dict(weights=str(weights), dataset=dataset, sigma_syn=sigma_syn, syn_mode=syn_mode)
+    report = summary.to_dict(weights=str(weights), dataset=test_set, sigma_syn=sigma_syn, syn_mode=syn_mode)
+    if data_file is not None:  # the report names the file instead of a dataset: "dataset" null, "data" the file
+        report = {k: v for key, value in report.items() for k, v in _with_data(key, value, str(data_file))}
     if as_json:
         click.echo(json.dumps(report))
         return
     chip = "float32 reference (no crossbar)" if hw is None else f"hardware {hw.name}: {describe_errors(hw)}"
     knobs = "" if sigma_syn is None else f", sigma_syn {sigma_syn} ({syn_mode})"
     click.echo(
-        f"{weights} on {dataset}: {summary.n_images} images x {n_seeds} chip instance(s), {chip}{knobs}, "
+        f"{weights} on {test_set}: {summary.n_images} images x {n_seeds} chip instance(s), {chip}{knobs}, "
         f"sigma_te {sigma_te}"
     )
     if n_seeds > 1:
@@ -311,10 +407,11 @@ def run_cmd(
     show_default=True,
     help="Test images whose inputs set the cells' read energy (the only data-dependent part).",
 )
+@_test_data_options
 @click.option("--seed", type=click.IntRange(min=0, max=MAX_SEED), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @QUIET
-def energy_cmd(weights, hardware_spec, overrides, n_images, seed, as_json, quiet):
+def energy_cmd(weights, hardware_spec, overrides, n_images, data_file, layout, scale, mean, std, seed, as_json, quiet):
     """Energy per inference (J) of a network on a crossbar, by layer and by part."""
     from .config import resolve
     from .crossbar import program
@@ -323,7 +420,7 @@ def energy_cmd(weights, hardware_spec, overrides, n_images, seed, as_json, quiet
 
     hw = resolve(hardware_spec, overrides)
     network = _load_weights(weights)
-    images, _ = data.load(network.dataset, "test", limit=n_images)
+    images, _, test_set = _test_set(network, weights, None, data_file, layout, scale, mean, std, n_images)
     with Progress("energy", quiet=quiet) as bar, announce_compilation(bar.note):
         chip = program(network, hw, seed, images[: hw.calibration_images])
         chip.forward(images, 0)
@@ -331,6 +428,7 @@ def energy_cmd(weights, hardware_spec, overrides, n_images, seed, as_json, quiet
         "weights": str(weights),
         "hardware": hw.name,
         "n_images": len(images),
+        "test_set": test_set,
         **energy_report(chip.operation_counts(), hw),
     }
     if as_json:
@@ -339,7 +437,7 @@ def energy_cmd(weights, hardware_spec, overrides, n_images, seed, as_json, quiet
         return
     click.echo(
         f"{weights} on {hw.name}: {report['total_j'] * 1e9:.4g} nJ per inference "
-        f"(cells' energy from {len(images)} test images)"
+        f"(cells' energy from {len(images)} test images of {test_set})"
     )
     click.echo("  " + "".join(f"{p:>11}" for p in ("layer", "total", *PARTS)) + "   (nJ)")
     rows = [(layer["layer"], layer["total_j"], layer["parts_j"]) for layer in report["layers"]]
@@ -492,24 +590,33 @@ def data_cmd():
 _DATASET_CHOICE = click.Choice([*data.DATASETS, "all"])
 
 
+_FETCHED_BY_DEFAULT = ("mnist", "fashion-mnist")
+"""What a bare ``xbar data fetch`` obtains: the training sets of the shipped weights (CIFAR-10 is 170 MB)."""
+
+
 def _datasets(name):
     return list(data.DATASETS) if name == "all" else [name]
 
 
 @data_cmd.command("fetch")
-@click.option("--dataset", type=_DATASET_CHOICE, default="all", show_default=True)
+@click.option(
+    "--dataset",
+    type=_DATASET_CHOICE,
+    default=None,
+    help="Default: mnist and fashion-mnist; 'all' adds cifar10 (a 170 MB download).",
+)
 @click.option(
     "--source",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Folder holding the IDX files (gzip or raw); default: $XBAR_DATA, the Debian "
-    "package path, then the canonical download.",
+    help="Folder holding the dataset files (gzip or raw; for cifar10 also cifar-10-binary.tar.gz); "
+    "default: $XBAR_DATA, the Debian package path, then the canonical download.",
 )
 def data_fetch_cmd(dataset, source):
-    """Obtain and verify the train and test IDX files into the local store."""
+    """Obtain and verify the train and test files into the local store."""
     if source is not None and not source.is_dir():
         raise XbarError(f"--source {source}: no such folder")
-    for name in _datasets(dataset):
+    for name in _FETCHED_BY_DEFAULT if dataset is None else _datasets(dataset):
         for path, origin in data.fetch(name, source):
             click.echo(f"{path} <- {origin} (SHA-256 verified)")
 
@@ -521,8 +628,8 @@ def data_path_cmd(dataset):
     for name in _datasets(dataset):
         for split in data.SPLITS:
             try:
-                images, labels = data.locate(name, split)
-                click.echo(f"{name} {split}: {images.parent}")
+                paths = data.locate(name, split)
+                click.echo(f"{name} {split}: {paths[0].parent}")
             except XbarError:
                 click.echo(f"{name} {split}: missing (run 'xbar data fetch --dataset {name}')")
     click.echo(f"store: {data.store_dir()}")
@@ -544,7 +651,7 @@ def data_verify_cmd(dataset):
 
 @main.command("train")
 @click.option("--arch", type=click.Choice(["mlp", "cnn", "rnn"]), required=True)
-@click.option("--dataset", type=click.Choice(list(data.DATASETS)), default="mnist", show_default=True)
+@click.option("--dataset", type=click.Choice(list(_FETCHED_BY_DEFAULT)), default="mnist", show_default=True)
 @click.option(
     "--timesteps", type=click.IntRange(min=1), default=7, show_default=True, help="RNN time steps (a divisor of 784)."
 )

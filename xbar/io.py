@@ -1,4 +1,4 @@
-"""The HDF5 weights format (``format = "xbar-network"``, version 1): write, read, validate.
+"""The HDF5 weights format (``format = "xbar-network"``, version 2; version 1 still read): write, read, validate.
 
 See ``docs/format.md``. Everything a file can get wrong is reported as a
 :class:`~xbar.errors.WeightsFormatError` whose message (one line) names the file
@@ -27,6 +27,8 @@ import contextlib
 import json
 import math
 import os
+import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,12 +40,27 @@ from ._files import atomic_path, check_regular_file
 from ._isolated import ChildFailed, call_in_child
 from .data import DATASETS
 from .errors import WeightsFormatError, XbarError
-from .nets.builders import IMAGE_SHAPE
 from .nets.layers import LAYER_KINDS, WeightLayer
 from .nets.network import Network, format_bytes
 
 FORMAT = "xbar-network"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The version :func:`save` writes: a graph of layers, each with its ``inputs`` (docs/format.md)."""
+READ_VERSIONS = (1, 2)
+"""Versions :func:`load` reads. Version 1 is a chain of the five kinds of :data:`V1_ATTRS`."""
+V1_ATTRS: dict[str, dict[str, type]] = {
+    "dense": {"activation": str},
+    "conv2d": {"activation": str, "padding": str, "strides": int},
+    "mosaic": {"activation": str, "timesteps": int, "feedback": int},
+    "maxpool2d": {"pool_size": int},
+    "flatten": {},
+}
+"""The layer kinds of version 1 and their attributes as version 1 stores them (scalars: one int ``strides`` or
+``pool_size`` stands for both axes); the attributes added since take their defaults."""
+MAX_TUPLE = 16
+"""Most integers in an integer-array attribute (``inputs``, ``strides``, ``pads``, ...)."""
+MAX_TUPLE_VALUE = 2**31 - 1
+"""Largest magnitude of an integer in an integer-array attribute (layers check their own, tighter, ranges)."""
 PROVENANCE_KEYS = ("seed", "epochs", "sigma_neu", "timesteps", "test_accuracy")
 """Provenance stored as root attributes; anything else lives in the JSON attribute ``provenance``."""
 
@@ -76,6 +93,8 @@ errors, UnicodeDecodeError is a ValueError). Caught only around h5py calls, neve
 
 
 def _to_attr(value):
+    if isinstance(value, tuple):  # strides, pads, shapes: a 1-D int64 array
+        return np.asarray(value, dtype=np.int64)
     if isinstance(value, (dict, list)):
         return json.dumps(value)
     return value
@@ -87,8 +106,10 @@ def save(network: Network, path: str | os.PathLike) -> Path:
     Root attributes: format, format_version, arch, dataset, input_shape,
     n_classes, the provenance keys of :data:`PROVENANCE_KEYS` (NaN/-1 when
     unknown) and the whole provenance as JSON. Group ``layers/`` holds one
-    subgroup per layer named ``{index:02d}_{kind}`` with attribute ``kind``, the
-    layer's parameters, and float32 datasets ``kernel`` and (if any) ``bias``.
+    subgroup per layer named ``{index:02d}_{kind}`` (in topological order) with
+    attributes ``kind``, ``inputs`` (int64 array: the indices of the layers it
+    reads, -1 the network input) and the layer's parameters (tuples as int64
+    arrays), and float32 datasets ``kernel`` and (if any) ``bias``.
     """
     path = Path(path)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -105,9 +126,11 @@ def save(network: Network, path: str | os.PathLike) -> Path:
             f.attrs[key] = default if value is None else value
         f.attrs["provenance"] = json.dumps(prov, sort_keys=True)
         group = f.create_group("layers")
-        for index, layer in enumerate(network.layers):
+        assert network.inputs is not None  # normalised by Network
+        for index, (layer, sources) in enumerate(zip(network.layers, network.inputs)):
             sub = group.create_group(f"{index:02d}_{layer.kind}")
             sub.attrs["kind"] = layer.kind
+            sub.attrs["inputs"] = np.asarray(sources, dtype=np.int64)
             for key, value in layer.attrs().items():
                 sub.attrs[key] = _to_attr(value)
             if isinstance(layer, WeightLayer):
@@ -294,7 +317,8 @@ def _read_layers(group: h5py.Group, where: str) -> list[_RawLayer]:
             raise WeightsFormatError(
                 f"{where}: a name in group 'layers' is not UTF-8 text ({_one_line(repr(name), 60)})"
             )
-    names.sort()
+    # By the leading index, then the name: "100_add" after "99_dense" (a plain sort would put it after "10_...").
+    names.sort(key=lambda name: (int(m.group()) if (m := re.match(r"[0-9]{1,6}", name)) else -1, name))
     budget = _Budget()
     layers = []
     for name in names:
@@ -433,6 +457,27 @@ def _typed(attrs: dict[str, Any], key: str, typ: type, where: str) -> Any:
     return value
 
 
+def _int_tuple(attrs: dict[str, Any], key: str, where: str) -> tuple[int, ...]:
+    """Attribute ``key`` as a tuple of ints: a 1-D integer array (not bool) of 1 to :data:`MAX_TUPLE` values,
+    each of magnitude at most :data:`MAX_TUPLE_VALUE` (the layer checks its own ranges)."""
+    raw = _need(attrs, key, where)
+    if not isinstance(raw, np.ndarray) or raw.ndim != 1 or raw.dtype.kind not in "iu" or not 1 <= raw.size <= MAX_TUPLE:
+        raise WeightsFormatError(
+            f"{where}: attribute {key!r} must be a 1-D array of 1 to {MAX_TUPLE} integers, got {_describe(raw)}"
+        )
+    values = tuple(int(v) for v in raw)
+    if any(abs(v) > MAX_TUPLE_VALUE for v in values):
+        raise WeightsFormatError(f"{where}: attribute {key!r} holds an integer out of range: {_describe(raw)}")
+    return values
+
+
+def _attr(attrs: dict[str, Any], key: str, typ: Any, where: str) -> Any:
+    """Attribute ``key`` of type ``typ``: ``str``, ``int``, ``float`` (:func:`_typed`) or ``tuple[int, ...]``."""
+    if typing.get_origin(typ) is tuple:
+        return _int_tuple(attrs, key, where)
+    return _typed(attrs, key, typ, where)
+
+
 def _is_unicode(text: str) -> bool:
     """Whether ``text`` can be written out as UTF-8 (no lone surrogates), as every printed string must."""
     try:
@@ -511,13 +556,14 @@ def _weights(array: np.ndarray, where: str) -> np.ndarray:
     return np.asarray(array, dtype=np.float32)
 
 
-def _build_layer(raw: _RawLayer, where: str):
+def _build_layer(raw: _RawLayer, where: str, version: int):
     kind = _typed(raw.attrs, "kind", str, where)
-    if kind not in LAYER_KINDS:
-        raise WeightsFormatError(f"{where}: unknown layer kind {_one_line(repr(kind), 60)}")
+    if kind not in (LAYER_KINDS if version >= 2 else V1_ATTRS):
+        raise WeightsFormatError(f"{where}: unknown layer kind {_one_line(repr(kind), 60)} (format_version {version})")
     cls = LAYER_KINDS[kind]
     # Each kind declares its attributes (Layer.attr_types), so a new kind needs nothing here.
-    params: dict[str, Any] = {key: _typed(raw.attrs, key, typ, where) for key, typ in cls.attr_types().items()}
+    types = cls.attr_types() if version >= 2 else V1_ATTRS[kind]
+    params: dict[str, Any] = {key: _attr(raw.attrs, key, typ, where) for key, typ in types.items()}
     if issubclass(cls, WeightLayer):
         if "kernel" not in raw.arrays:
             raise WeightsFormatError(f"{where}: missing dataset 'kernel'")
@@ -536,16 +582,19 @@ def _build(raw: _RawFile, where: str) -> Network:
     if fmt != FORMAT:
         raise WeightsFormatError(f"{where}: format is {_one_line(repr(fmt), 60)}, expected {FORMAT!r}")
     version = _typed(attrs, "format_version", int, where)
-    if version != FORMAT_VERSION:
-        raise WeightsFormatError(f"{where}: format_version {version} is not supported (expected {FORMAT_VERSION})")
+    if version not in READ_VERSIONS:
+        raise WeightsFormatError(
+            f"{where}: format_version {version} is not supported (expected {' or '.join(map(str, READ_VERSIONS))})"
+        )
     arch = _label(attrs, "arch", where)
     dataset = _label(attrs, "dataset", where)
     input_shape = _input_shape(attrs, where)
-    if dataset in DATASETS and math.prod(input_shape) != math.prod(IMAGE_SHAPE):
+    if dataset in DATASETS and math.prod(input_shape) != math.prod(DATASETS[dataset].image_shape):
         # Caught here, naming the file, rather than when the first test image does not fit.
+        image_shape = DATASETS[dataset].image_shape
         raise WeightsFormatError(
             f"{where}: attribute 'input_shape' {input_shape} does not hold one {dataset} image "
-            f"({math.prod(IMAGE_SHAPE)} pixels)"
+            f"({image_shape}: {math.prod(image_shape)} numbers)"
         )
     n_classes = _typed(attrs, "n_classes", int, where)
     if n_classes < 1:
@@ -555,8 +604,12 @@ def _build(raw: _RawFile, where: str) -> Network:
         raise WeightsFormatError(f"{where}: missing group 'layers'")
     if not raw.layers:
         raise WeightsFormatError(f"{where}: group 'layers' is empty")
-    layers = [_build_layer(layer, f"{where}: layers/{_name(layer.name)}") for layer in raw.layers]
+    layers = [_build_layer(layer, f"{where}: layers/{_name(layer.name)}", version) for layer in raw.layers]
+    # Version 1 is a chain; version 2 names each layer's inputs, which Network checks (earlier layers only).
+    inputs = None
+    if version >= 2:
+        inputs = [_int_tuple(layer.attrs, "inputs", f"{where}: layers/{_name(layer.name)}") for layer in raw.layers]
     try:
-        return Network(arch, dataset, input_shape, n_classes, layers, provenance)
+        return Network(arch, dataset, input_shape, n_classes, layers, provenance, inputs)
     except XbarError as exc:
         raise WeightsFormatError(f"{where}: the layers do not make a valid network: {exc}") from None

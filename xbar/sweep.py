@@ -365,6 +365,15 @@ def _test_set(name: str, limit: int | None):
     return data.load(name, "test", limit=limit)
 
 
+def _inputs(network, path: str, name: str, limit: int | None):
+    """The test set ``name`` normalised as ``xbar run`` does: by the weights' provenance input_mean/input_std."""
+    from . import testdata
+
+    images, labels = _test_set(name, limit)
+    mean, std = testdata.stored_normalization(network.provenance, path)
+    return testdata.normalize(images, network.input_shape, mean, std), labels
+
+
 @functools.lru_cache(maxsize=1)
 def _tune_malloc() -> bool:
     """Give back glibc's dynamic allocation thresholds where the environment fixed them; True if changed.
@@ -396,7 +405,7 @@ def run_task(task: Task) -> dict:
     job = task.job
     network = _network(task.path, os.path.getmtime(task.path))
     dataset = job.dataset or network.dataset
-    images, labels = _test_set(dataset, job.limit)
+    images, labels = _inputs(network, task.path, dataset, job.limit)
     hw, sigma_te = task_hardware(job.hardware, job.overrides, task.params)
     seed = chip_seed(job.seed, task.chip)
     started = time.perf_counter()
@@ -480,7 +489,7 @@ def _task_seconds(task: Task) -> float:
 
     job = task.job
     network = _network(task.path, os.path.getmtime(task.path))
-    images, labels = _test_set(job.dataset or network.dataset, job.limit)
+    images, labels = _inputs(network, task.path, job.dataset or network.dataset, job.limit)
     hw, sigma_te = task_hardware(job.hardware, job.overrides, task.params)
     seed = chip_seed(job.seed, task.chip)
 

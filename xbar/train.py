@@ -87,7 +87,9 @@ def _require_torch():
 
 
 def _torch_module(network: Network, sigma_neu: float, generator):
-    """A torch.nn.Module computing the same function as ``network``."""
+    """A torch.nn.Module computing the same function as ``network`` (a chain: training builds the paper's)."""
+    if not network.is_chain:
+        raise XbarError("training supports chains of layers, not graphs (residual or concatenated branches)")
     torch: Any = _require_torch()
     nn = torch.nn
 

@@ -102,6 +102,7 @@ class ProgrammedNetwork:
         network, n = self.network, self.images_read
         out_shapes = {id(layer): shape for layer, shape in zip(network.layers, network.shapes[1:])}
         bits = self.hw.adc.bits or self.hw.energy.nominal_bits
+        digital = network.digital_neurons()  # a graph's ReLU layers, charged to the weight layer before them
         layers = []
         for index, (layer, matrix, reads) in enumerate(zip(network.weight_layers, self.matrices, self.reads)):
             vectors = reads.vectors / n
@@ -116,7 +117,7 @@ class ProgrammedNetwork:
                     adc_bits=bits,
                     cell_x2g_us=reads.cell_x2g_us / n,
                     digital_adds=vectors * per_vector["digital_adds"],
-                    neuron_activations=layer.neuron_activations(out_shapes[id(layer)]),
+                    neuron_activations=layer.neuron_activations(out_shapes[id(layer)]) + digital[index],
                 )
             )
         return ChipCounts(n_images=n, layers=tuple(layers))

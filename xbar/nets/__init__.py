@@ -1,7 +1,27 @@
 """Numpy networks: layers, the network container and the paper's three builders."""
 
 from .builders import ARCHS, build, cnn, mlp, rnn
-from .layers import LAYER_KINDS, Conv2D, Dense, Flatten, IdealMatrix, Layer, Matmul, MaxPool2D, Mosaic
+from .layers import (
+    LAYER_KINDS,
+    Activation,
+    Add,
+    AvgPool2D,
+    Concat,
+    Conv2D,
+    Dense,
+    Flatten,
+    GlobalAvgPool2D,
+    IdealMatrix,
+    Identity,
+    Layer,
+    Matmul,
+    MaxPool2D,
+    Merge,
+    Mosaic,
+    Reshape,
+    WeightLayer,
+    fold_batchnorm,
+)
 from .network import Network
 
 __all__ = [
@@ -11,13 +31,23 @@ __all__ = [
     "mlp",
     "rnn",
     "LAYER_KINDS",
+    "Activation",
+    "Add",
+    "AvgPool2D",
+    "Concat",
     "Conv2D",
     "Dense",
     "Flatten",
+    "GlobalAvgPool2D",
     "IdealMatrix",
+    "Identity",
     "Layer",
     "Matmul",
     "MaxPool2D",
+    "Merge",
     "Mosaic",
+    "Reshape",
+    "WeightLayer",
+    "fold_batchnorm",
     "Network",
 ]

@@ -54,7 +54,7 @@ def cnn(dataset: str = "mnist", seed: int = 0) -> Network:
     layers = [
         _conv(rng, 1, 3),
         _conv(rng, 3, 3),
-        MaxPool2D(pool_size=2),
+        MaxPool2D(pool_size=(2, 2)),
         _conv(rng, 3, 6),
         _conv(rng, 6, 6),
         Flatten(),

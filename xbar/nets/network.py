@@ -1,4 +1,4 @@
-"""A feed-forward stack of layers with its metadata and provenance."""
+"""A feed-forward network, a chain or a directed acyclic graph of layers, with its metadata and provenance."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import XbarError
-from .layers import Layer, Matmul, WeightLayer
+from .layers import Layer, Matmul, Merge, WeightLayer
 
 MAX_SAMPLE_BYTES = 256 * 2**20
 """Most bytes of float32 operand one sample may need in any layer (256 MiB): its input, its output, or a
@@ -43,7 +43,7 @@ def _check_input_shape(input_shape) -> tuple[int, ...]:
 
 @dataclass
 class Network:
-    """A network: layers in order, the sample shape they take, and where the weights came from.
+    """A network: layers in a topological order, the sample shape they take, and where the weights came from.
 
     Parameters
     ----------
@@ -56,8 +56,14 @@ class Network:
     n_classes : int
         Number of outputs (logits) of the last layer.
     layers : list of Layer
+        In an order where every layer comes after the layers it reads; the last one gives the logits.
     provenance : dict
         Training provenance (seed, epochs, sigma_neu, timesteps, test accuracy, ...).
+    inputs : list of tuple of int, optional
+        For each layer, the indices of the earlier layers whose outputs it reads, in order (-1: the
+        network's input); a :class:`~.layers.Merge` layer reads two or more, every other layer one.
+        Default None: a chain, each layer reading the one before. Stored normalised (a chain too), and
+        every layer but the last must be read by some later one.
     """
 
     arch: str
@@ -66,34 +72,107 @@ class Network:
     n_classes: int
     layers: list[Layer]
     provenance: dict = field(default_factory=dict)
+    inputs: list[tuple[int, ...]] | None = None
 
     def __post_init__(self):
         self.input_shape = _check_input_shape(self.input_shape)
+        self.inputs = self._check_inputs()
+        self._last_use = {source: i for i, sources in enumerate(self.inputs) for source in sources}
         self.shapes = self._propagate_shapes()
         if self.shapes[-1] != (self.n_classes,):
             raise XbarError(f"network output shape {self.shapes[-1]} is not ({self.n_classes},)")
 
+    def _check_inputs(self) -> list[tuple[int, ...]]:
+        """``inputs`` as a list of tuples of ints (a chain when None), checked: one entry per layer, each
+        index earlier than its layer (so the graph is acyclic), as many as the layer kind takes, every
+        layer but the last read by a later one."""
+        n = len(self.layers)
+        if self.inputs is None:
+            return [(i - 1,) for i in range(n)]
+        if len(self.inputs) != n:
+            raise XbarError(f"{len(self.inputs)} entries of inputs for {n} layers")
+        checked = []
+        for index, (layer, sources) in enumerate(zip(self.layers, self.inputs)):
+            try:
+                items = tuple(sources)
+            except TypeError:
+                raise XbarError(f"layer {index}: inputs must be a sequence of layer indices, got {sources!r}") from None
+            if any(isinstance(j, bool) or not isinstance(j, numbers.Integral) or not -1 <= j < index for j in items):
+                raise XbarError(
+                    f"layer {index}: inputs {items!r} must be indices of earlier layers (-1 to {index - 1}; -1 is "
+                    "the network input)"
+                )
+            least, most = layer.n_inputs
+            if not least <= len(items) <= most:
+                wanted = f"{least}" if least == most else f"{least} to {most}"
+                raise XbarError(f"layer {index}: {layer.kind} takes {wanted} input(s), got {len(items)}")
+            checked.append(tuple(int(j) for j in items))
+        used = {j for sources in checked for j in sources}
+        unused = [i for i in range(n - 1) if i not in used]
+        if unused:
+            raise XbarError(f"layer {unused[0]}: its output is never read (only the last layer's may go unread)")
+        return checked
+
+    @property
+    def is_chain(self) -> bool:
+        """Whether each layer reads the one before (all version 1 files, and the paper's networks)."""
+        return self.inputs == [(i - 1,) for i in range(len(self.layers))]
+
+    def layer_input_shapes(self, index: int) -> list[tuple[int, ...]]:
+        """Sample shapes of the inputs of layer ``index``, in its ``inputs`` order."""
+        assert self.inputs is not None  # normalised in __post_init__
+        return [self.shapes[j + 1] for j in self.inputs[index]]
+
+    def _operand_width(self, index: int) -> int:
+        """Float32 numbers per sample the widest array of layer ``index`` holds (:meth:`Layer.operand_width`)."""
+        layer, shapes = self.layers[index], self.layer_input_shapes(index)
+        return layer.merge_width(shapes) if isinstance(layer, Merge) else layer.operand_width(shapes[0])
+
     def _propagate_shapes(self) -> list[tuple[int, ...]]:
-        """Each layer's sample shape from ``input_shape``; refuses layers that do not chain or exceed
-        :data:`MAX_SAMPLE_BYTES` (checked on shapes alone, before any activation exists)."""
-        shapes = [self.input_shape]
+        """The input shape then each layer's output shape; refuses layers whose shapes do not fit their inputs
+        or exceed :data:`MAX_SAMPLE_BYTES` (checked on shapes alone, before any activation exists)."""
+        assert self.inputs is not None  # normalised in __post_init__
+        self.shapes = [self.input_shape]
         if 4 * math.prod(self.input_shape) > MAX_SAMPLE_BYTES:
             raise XbarError(
                 f"input shape {self.input_shape} is {format_bytes(4 * math.prod(self.input_shape))} of float32 "
                 f"per sample, more than the {format_bytes(MAX_SAMPLE_BYTES)} limit"
             )
         for index, layer in enumerate(self.layers):
+            shapes = self.layer_input_shapes(index)
             try:
-                shapes.append(tuple(layer.output_shape(shapes[-1])))
+                out = layer.merge_shape(shapes) if isinstance(layer, Merge) else layer.output_shape(shapes[0])
             except XbarError as exc:
                 raise XbarError(f"layer {index}: {exc}") from None
-            need = 4 * max(layer.operand_width(shapes[-2]), math.prod(shapes[-1]))
+            self.shapes.append(tuple(out))
+            need = 4 * max(self._operand_width(index), math.prod(self.shapes[-1]))
             if need > MAX_SAMPLE_BYTES:
                 raise XbarError(
                     f"layer {index}: {layer.kind} needs {format_bytes(need)} of float32 per sample, more than the "
                     f"{format_bytes(MAX_SAMPLE_BYTES)} limit"
                 )
-        return shapes
+        return self.shapes
+
+    def digital_neurons(self) -> list[int]:
+        """Per weight layer (in :attr:`weight_layers` order), the neuron activations of the digital layers it feeds.
+
+        A digital :class:`~.layers.Activation` (an imported ReLU, tanh, ...) is charged to the weight layer it
+        follows, found by walking back along first inputs through layers without weights (pools, reshapes, an
+        addition's first branch); one with no weight layer before it is charged to none. Always 0 for the
+        paper's networks, whose weight layers apply their own activation.
+        """
+        assert self.inputs is not None  # normalised in __post_init__
+        owner_of = {id(layer): n for n, layer in enumerate(self.weight_layers)}
+        totals = [0] * len(owner_of)
+        for index, (layer, shape) in enumerate(zip(self.layers, self.shapes[1:])):
+            if layer.has_weights or not layer.neuron_activations(shape):
+                continue
+            source = self.inputs[index][0]
+            while source >= 0 and not self.layers[source].has_weights:
+                source = self.inputs[source][0]
+            if source >= 0:
+                totals[owner_of[id(self.layers[source])]] += layer.neuron_activations(shape)
+        return totals
 
     @property
     def weight_layers(self) -> list[WeightLayer]:
@@ -135,10 +214,21 @@ class Network:
             )
         x = np.ascontiguousarray(x, dtype=np.float32).reshape((x.shape[0],) + self.input_shape)
         products = iter(matmuls)
+        assert self.inputs is not None  # normalised in __post_init__
+        # Outputs still to be read, by layer index (-1: the input); each is dropped after its last reader, so a
+        # chain holds one activation at a time, as before. Layers never write into their inputs.
+        values = {-1: x}
         # Finite but huge weights can overflow float32: reported once below as an error, not as numpy warnings.
         with np.errstate(over="ignore", invalid="ignore"):
-            for layer in self.layers:
-                x = layer.forward(x, next(products) if layer.has_weights else None)
+            for index, (layer, sources) in enumerate(zip(self.layers, self.inputs)):
+                args = [values[j] for j in sources]
+                for j in set(sources):
+                    if self._last_use[j] == index:
+                        del values[j]
+                product = next(products) if layer.has_weights else None
+                values[index] = layer.merge(args) if isinstance(layer, Merge) else layer.forward(args[0], product)
+                del args
+        x = values[len(self.layers) - 1]
         if not np.all(np.isfinite(x)):
             raise XbarError("the network's outputs overflow float32 (inf or NaN logits): weights or inputs too large")
         return x
@@ -153,7 +243,7 @@ class Network:
         (docs/performance.md); results never depend on the batch size. Between
         16 and ``most``.
         """
-        widest = max(layer.operand_width(shape) for layer, shape in zip(self.layers, self.shapes))
+        widest = max(self._operand_width(index) for index in range(len(self.layers)))
         return int(min(most, max(16, budget_bytes // (4 * widest))))
 
     def predict(self, x: np.ndarray, matmuls: Sequence[Matmul] | None = None, batch_size: int = 1000) -> np.ndarray:
