@@ -24,6 +24,8 @@ TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol
 
 def pytest_configure(config):
     os.environ["XBAR_HOME"] = tempfile.mkdtemp(prefix="xbar-test-home-")
+    # Keras (the Keras import tests) writes its settings under KERAS_HOME, by default ~/.keras.
+    os.environ.setdefault("KERAS_HOME", os.path.join(os.environ["XBAR_HOME"], "keras"))
     if "XBAR_DATA" not in os.environ and SHARED_DATA.is_dir():
         os.environ["XBAR_DATA"] = str(SHARED_DATA)
 

@@ -113,7 +113,35 @@ def folder(tmp_path_factory) -> Path:
     for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
         (corrupt / name).write_bytes(gzip.compress(b"\x00\x00\x08\x03" + b"\x01" * 64)[:30] + b"\x00" * 40)
     _test_data_files(root)
+    _import_files(root)
     return root
+
+
+def _import_files(root: Path) -> None:
+    """Model files for xbar import: bad ones of every kind, and (where the onnx package is) a tiny valid ONNX
+    model and one with an operator xbar does not support (without onnx, both are refused as needing it)."""
+    os.mkfifo(root / "fifo.onnx")
+    (root / "folder.onnx").mkdir()
+    (root / "empty.onnx").write_bytes(b"")
+    (root / "binary.onnx").write_bytes(bytes(range(256)) * 4)
+    (root / "text.onnx").write_text("hello\n")
+    try:
+        import onnx
+    except ImportError:
+        (root / "tiny.onnx").write_bytes(b"\0")
+        (root / "sin.onnx").write_bytes(b"\0")
+        return
+    h = onnx.helper
+    for name, op in (("tiny.onnx", "Relu"), ("sin.onnx", "Sin")):
+        graph = h.make_graph(
+            [h.make_node(op, ["x"], ["r"], name="act"), h.make_node("MatMul", ["r", "w"], ["y"], name="fc")],
+            "tiny",
+            [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 4])],
+            [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 2])],
+            initializer=[onnx.numpy_helper.from_array(np.ones((4, 2), np.float32), "w")],
+        )
+        model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+        (root / name).write_bytes(model.SerializeToString())
 
 
 def _test_data_files(root: Path) -> None:
@@ -368,6 +396,23 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
     ("energy-data-shape", "energy {d}/w.h5 --data {d}/shape.npz", {}),
     ("run-cifar10-not-fetched", "run {d}/w.h5 --dataset cifar10", {}),
     ("data-fetch-cifar10-empty-source", "data fetch --dataset cifar10 --source {d}/empty_dir", {}),
+    # xbar import (docs/import.md); the model files are made by _import_files
+    ("import-missing", "import {d}/nope.onnx -o {d}/imported.h5", {}),
+    ("import-fifo", "import {d}/fifo.onnx -o {d}/imported.h5", {}),
+    ("import-folder", "import {d}/folder.onnx -o {d}/imported.h5", {}),
+    ("import-empty", "import {d}/empty.onnx -o {d}/imported.h5", {}),
+    ("import-binary", "import {d}/binary.onnx -o {d}/imported.h5", {}),
+    ("import-text", "import {d}/text.onnx -o {d}/imported.h5", {}),
+    ("import-unknown-suffix", "import {d}/text.txt -o {d}/imported.h5", {}),
+    ("import-no-output", "import {d}/binary.onnx", {}),
+    ("import-shape-zero", "import {d}/binary.onnx -o {d}/imported.h5 --input-shape 0,3,3", {}),
+    ("import-shape-text", "import {d}/binary.onnx -o {d}/imported.h5 --input-shape abc", {}),
+    ("import-shape-2d", "import {d}/binary.onnx -o {d}/imported.h5 --input-shape 3,3", {}),
+    ("import-std-0", "import {d}/binary.onnx -o {d}/imported.h5 --std 0", {}),
+    ("import-mean-nan", "import {d}/binary.onnx -o {d}/imported.h5 --mean nan", {}),
+    ("import-unsupported-op", "import {d}/sin.onnx -o {d}/imported.h5", {}),
+    ("import-output-folder", "import {d}/tiny.onnx -o {d}/folder", {}),
+    ("import-mean-channels", "import {d}/tiny.onnx -o {d}/imported.h5 --mean 0.1,0.2", {}),
 ]
 
 

@@ -388,6 +388,65 @@ def run_cmd(
     click.echo(f"{summary.images_per_second:,.0f} images/s inference, {summary.seconds:.1f} s in all")
 
 
+class _Shape(click.ParamType):
+    """A comma-separated list of positive integers: H,W,C (or N for vectors)."""
+
+    name = "H,W,C"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            dims = tuple(int(part) for part in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of integers.", param, ctx)
+        if len(dims) not in (1, 3) or any(d < 1 or d > 2**31 - 1 for d in dims):
+            self.fail(f"{value!r} must be H,W,C (or N for vectors) of positive integers.", param, ctx)
+        return dims
+
+
+@main.command("import")
+@click.argument("model", metavar="MODEL.onnx|MODEL.keras|MODEL.h5", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Weights file to write."
+)
+@click.option("--input-shape", type=_Shape(), default=None, help="One sample's shape, NHWC (default: the model's).")
+@click.option("--dataset", default=None, help="Dataset the network is for, stored in the file (default: custom).")
+@click.option("--arch", default=None, help="Architecture label stored in the file (default: the model's file name).")
+@click.option("--mean", type=_Numbers(), default=None, help="Input normalisation mean, stored (xbar run applies it).")
+@click.option("--std", type=_Numbers(), default=None, help="Input normalisation std, stored (xbar run applies it).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def import_cmd(model, output, input_shape, dataset, arch, mean, std, as_json):
+    """Import an ONNX or Keras model as an xbar weights file (docs/import.md)."""
+    from . import io
+    from .importers import import_model
+
+    if std is not None and any(s <= 0 for s in std):
+        raise XbarError(f"--std {','.join(map(str, std))}: every value must be positive")
+    network = import_model(model, input_shape, dataset, arch=arch, input_mean=mean, input_std=std)
+    io.save(network, output)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "model": str(model),
+                    "weights": str(output),
+                    "arch": network.arch,
+                    "input_shape": list(network.input_shape),
+                    "n_classes": network.n_classes,
+                    "n_layers": len(network.layers),
+                    "n_params": network.n_params,
+                    "provenance": network.provenance,
+                }
+            )
+        )
+        return
+    click.echo(
+        f"{model} -> {output}: {len(network.layers)} layers, input {network.input_shape}, "
+        f"{network.n_classes} classes, {network.n_params:,} parameters"
+    )
+
+
 @main.command("energy")
 @click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
