@@ -67,7 +67,11 @@ def test_imported_resnet20_ideal_throughput_against_onnxruntime(tmp_path, benchm
     xbar_s = _best_of(xbar_run)
     ratio = ort_s / xbar_s
     benchmark.extra_info.update(
-        batch=BATCH, xbar_batch=step, xbar_images_per_s=BATCH / xbar_s, onnxruntime_images_per_s=BATCH / ort_s, ratio=ratio
+        batch=BATCH,
+        xbar_batch=step,
+        xbar_images_per_s=BATCH / xbar_s,
+        onnxruntime_images_per_s=BATCH / ort_s,
+        ratio=ratio,
     )
     print(
         f"\nResNet-20, batch {BATCH}: xbar ideal {BATCH / xbar_s:,.0f} images/s, onnxruntime {BATCH / ort_s:,.0f} "
