@@ -110,7 +110,7 @@ def _read_h5_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
             return fh["x"][()], fh["y"][()]
     except DataError:
         raise
-    except Exception as exc:  # h5py raises OSError, KeyError, ValueError, TypeError, RuntimeError on damaged files
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:  # what h5py raises on damaged files
         raise DataError(f"{path}: not a readable HDF5 file, damaged or truncated ({_short(exc)})") from None
 
 
