@@ -7,6 +7,7 @@ problem, so a bad path never becomes a traceback (or, for a FIFO, a hang).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import tempfile
@@ -57,6 +58,18 @@ def read_text(path: str | os.PathLike, max_bytes: int | None = 64 * 2**20) -> st
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise XbarError(f"{path}: not UTF-8 text (byte {exc.start}: {raw[exc.start : exc.start + 1]!r})") from None
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The SHA-256 (hex) of a file's bytes, read in 1 MiB blocks; an unreadable file is an :class:`XbarError`."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise XbarError(f"{path}: cannot read ({_reason(exc)})") from None
+    return digest.hexdigest()
 
 
 def check_output_path(path: str | os.PathLike) -> Path:

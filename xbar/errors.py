@@ -5,6 +5,11 @@ Every error a user can cause (a bad file, a bad option, a bad value) is an
 code 2. Anything else escaping is a bug in xbar.
 """
 
+HDF5_ERRORS: tuple[type[Exception], ...] = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+"""What h5py raises for a damaged or unexpected file (fuzzing saw all five; RuntimeError is most HDF5
+errors, UnicodeDecodeError is a ValueError). Caught only around h5py calls, never around xbar's own code,
+and turned into an :class:`XbarError` naming the file."""
+
 
 class XbarError(Exception):
     """A problem with the user's input: files, options or values."""

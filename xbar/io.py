@@ -39,7 +39,7 @@ import numpy as np
 from ._files import atomic_path, check_regular_file
 from ._isolated import ChildFailed, call_in_child
 from .data import DATASETS
-from .errors import WeightsFormatError, XbarError
+from .errors import HDF5_ERRORS, WeightsFormatError, XbarError
 from .nets.layers import LAYER_KINDS, WeightLayer
 from .nets.network import Network, format_bytes
 
@@ -86,10 +86,6 @@ READ_BYTES_PER_S = 50 * 2**20
 ISOLATE_READER = hasattr(os, "fork")
 """Read in a forked process (where there is ``os.fork``). Reading in this process saves the fork and one copy
 of the data (about 15 ms for a shipped file, 0.3 s for 127 MB), but a damaged file could then hang or crash it."""
-
-_HDF5_ERRORS: tuple[type[Exception], ...] = (OSError, RuntimeError, KeyError, ValueError, TypeError)
-"""What h5py raises for a damaged or unexpected file (fuzzing saw all five; RuntimeError is most HDF5
-errors, UnicodeDecodeError is a ValueError). Caught only around h5py calls, never around xbar's own code."""
 
 
 def _to_attr(value):
@@ -209,7 +205,7 @@ def _reading(where: str, what: str):
     """
     try:
         yield
-    except _HDF5_ERRORS as exc:
+    except HDF5_ERRORS as exc:
         raise WeightsFormatError(
             f"{where}: cannot read {what}: damaged or unsupported HDF5 ({_one_line(exc)})"
         ) from None
@@ -220,7 +216,7 @@ def _read_file(path: Path) -> _RawFile:
     where = str(path)
     try:
         f = h5py.File(path, "r")
-    except _HDF5_ERRORS as exc:
+    except HDF5_ERRORS as exc:
         raise WeightsFormatError(
             f"{where}: not a readable HDF5 file, corrupt or truncated ({_one_line(exc)})"
         ) from None
@@ -232,7 +228,7 @@ def _read_file(path: Path) -> _RawFile:
         return _RawFile(attrs, layers)
     finally:
         # Read-only: nothing to flush, and an error here must not hide the one being raised.
-        with contextlib.suppress(*_HDF5_ERRORS):
+        with contextlib.suppress(*HDF5_ERRORS):
             f.close()
 
 
@@ -392,7 +388,7 @@ def _read_isolated(path: Path) -> _RawFile:
     try:
         return call_in_child(_read_file, path, timeout, 2 * MAX_WEIGHTS_BYTES + 2**30, passed=(WeightsFormatError,))
     except ChildFailed as exc:
-        raise WeightsFormatError(f"{path}: {_READER_FAILURES[exc.kind].format(detail=exc.detail)}") from None
+        raise WeightsFormatError(f"{path}: {reader_failure(exc)}") from None
     except RuntimeError as exc:
         raise RuntimeError(f"xbar failed reading {path}: {exc}") from None
 
@@ -405,6 +401,14 @@ _READER_FAILURES = {
     "memory": "reading it needs more memory than the reader may use",
 }
 """How each :class:`~xbar._isolated.ChildFailed` kind reads, after the file's name."""
+
+
+def reader_failure(exc: ChildFailed) -> str:
+    """What an HDF5 reader process that gave no answer means, worded to follow the file's name (one line).
+
+    For every HDF5 file xbar reads in a child: weights, Keras models, test sets.
+    """
+    return _READER_FAILURES[exc.kind].format(detail=exc.detail)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -95,12 +95,6 @@ class Progress:
         if self._bar is not None:
             self._bar.length = max(self.total, 1)
 
-    def set_label(self, label: str) -> None:
-        """Change what is shown as being done."""
-        self.label = label
-        if self._bar is not None:
-            self._bar.label = label
-
     def advance(self, n: int = 1) -> None:
         """Record ``n`` more units done."""
         self.done += n

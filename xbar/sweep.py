@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import hashlib
 import itertools
 import math
 import os
@@ -47,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._files import sha256_of
 from ._isolated import die_with_parent
 from .errors import ConfigError, XbarError
 from .results import ResultsFile, format_value, header, task_key
@@ -311,17 +311,6 @@ def task_hardware(base, overrides, params):
 # Provenance: what the results file records beside it, and checks on resume.
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as exc:
-        raise XbarError(f"{path}: cannot read ({exc.strerror})") from None
-    return digest.hexdigest()
-
-
 def provenance(spec: Spec) -> dict:
     """What makes the rows of ``spec``: its content, its hardware resolved, the weights' SHA-256, the xbar version.
 
@@ -344,7 +333,7 @@ def provenance(spec: Spec) -> dict:
             "batch_size": spec.batch_size,
         },
         "hardware": spec.job.hardware.to_dict(),
-        "weights": {label: _sha256(path) for label, path in zip(spec.weight_labels, spec.weights)},
+        "weights": {label: sha256_of(path) for label, path in zip(spec.weight_labels, spec.weights)},
     }
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ._files import check_regular_file
-from .errors import DataError, XbarError
+from .errors import HDF5_ERRORS, DataError, XbarError
 
 MAX_DATA_BYTES = 8 * 2**30
 """Most bytes a test-set file may declare for its arrays ``x`` and ``y`` together (8 GiB), checked on the
@@ -110,7 +110,7 @@ def _read_h5_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
             return fh["x"][()], fh["y"][()]
     except DataError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:  # what h5py raises on damaged files
+    except HDF5_ERRORS as exc:
         raise DataError(f"{path}: not a readable HDF5 file, damaged or truncated ({_short(exc)})") from None
 
 
@@ -118,14 +118,13 @@ def _read_h5(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_read_h5_arrays` in a forked child within a deadline (a damaged HDF5 file can hang or crash the
     HDF5 library: :func:`xbar._isolated.call_in_child`, as the weights reader does)."""
     from ._isolated import ChildFailed, call_in_child
+    from .io import reader_failure
 
     timeout = DATA_READ_TIMEOUT_S + path.stat().st_size / DATA_READ_BYTES_PER_S
     try:
         return call_in_child(_read_h5_arrays, path, timeout, 2 * MAX_DATA_BYTES + 2**30, passed=(DataError,))
     except ChildFailed as exc:
-        raise DataError(
-            f"{path}: the HDF5 reader failed ({exc.kind}{': ' + exc.detail if exc.detail else ''}); the file is damaged"
-        ) from None
+        raise DataError(f"{path}: {reader_failure(exc)}") from None
 
 
 def read_arrays(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

@@ -9,13 +9,12 @@ only then. :func:`import_model` adds the provenance every imported network carri
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import os
 from pathlib import Path
 
 from .. import __version__
-from .._files import check_regular_file
+from .._files import check_regular_file, sha256_of
 from ..errors import XbarError
 from ..nets.network import Network
 
@@ -25,17 +24,6 @@ IMPORTERS: dict[str, str] = {
     ".h5": "xbar.importers.keras",
 }
 """File suffix (lower case) -> module defining ``import_model``."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as exc:
-        raise XbarError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
-    return digest.hexdigest()
 
 
 def importer_for(path: str | os.PathLike) -> str:
@@ -94,7 +82,7 @@ def import_model(
             )
     provenance = dict(network.provenance)
     provenance.setdefault("framework", getattr(module, "FRAMEWORK", module_name.rsplit(".", 1)[-1]))
-    provenance.update(source=path.name, source_sha256=_sha256(path), xbar_version=__version__)
+    provenance.update(source=path.name, source_sha256=sha256_of(path), xbar_version=__version__)
     if input_mean is not None:
         provenance["input_mean"] = list(input_mean)
     if input_std is not None:

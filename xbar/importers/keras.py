@@ -41,7 +41,7 @@ import numpy as np
 from .. import io as xio
 from .._files import check_regular_file
 from .._isolated import ChildFailed, call_in_child
-from ..errors import XbarError
+from ..errors import HDF5_ERRORS, XbarError
 from ..nets.layers import (
     Activation,
     Add,
@@ -169,7 +169,7 @@ def _read_keras_weights(data: bytes, where: str) -> tuple[dict, dict]:
     where = f"{where}: model.weights.h5"
     try:
         f = h5py.File(io.BytesIO(data), "r")
-    except xio._HDF5_ERRORS as exc:
+    except HDF5_ERRORS as exc:
         raise XbarError(f"{where}: not a readable HDF5 file ({_one_line(exc)})") from None
     by_name: dict[str, list[np.ndarray]] = {}
     by_path: dict[str, list[np.ndarray]] = {}
@@ -204,7 +204,7 @@ def _read_keras_weights(data: bytes, where: str) -> tuple[dict, dict]:
             if "name" in attrs:
                 by_name[_text(attrs["name"], sub_where, "attribute 'name'")] = arrays
     finally:
-        with contextlib.suppress(*xio._HDF5_ERRORS):
+        with contextlib.suppress(*HDF5_ERRORS):
             f.close()
     return by_name, by_path
 
@@ -255,7 +255,7 @@ def _read_legacy(path: Path) -> _Raw:
     where = str(path)
     try:
         f = h5py.File(path, "r")
-    except xio._HDF5_ERRORS as exc:
+    except HDF5_ERRORS as exc:
         raise XbarError(f"{where}: not a readable HDF5 file, corrupt or truncated ({_one_line(exc)})") from None
     try:
         attrs = xio._read_attrs(f, where)
@@ -292,7 +292,7 @@ def _read_legacy(path: Path) -> _Raw:
                 raise XbarError(f"{layer_where}: attribute 'weight_names' is not a list of names") from None
             by_name[name] = _read_vars(group, names, layer_where, budget)
     finally:
-        with contextlib.suppress(*xio._HDF5_ERRORS):
+        with contextlib.suppress(*HDF5_ERRORS):
             f.close()
     return _Raw(text, version, by_name)
 
@@ -317,7 +317,7 @@ def _read_isolated(path: Path) -> _Raw:
     try:
         return call_in_child(_read, path, timeout, 3 * xio.MAX_WEIGHTS_BYTES + 2**30, passed=(XbarError,))
     except ChildFailed as exc:
-        raise XbarError(f"{path}: {xio._READER_FAILURES[exc.kind].format(detail=exc.detail)}") from None
+        raise XbarError(f"{path}: {xio.reader_failure(exc)}") from None
     except RuntimeError as exc:
         raise RuntimeError(f"xbar failed reading {path}: {exc}") from None
 
