@@ -8,7 +8,17 @@ import pytest
 from xbar import data
 from xbar.config import resolve
 from xbar.energy import PARTS
-from xbar.evaluate import ChipResult, RunSummary, chip_seed, evaluate, run_chip, run_chips, with_sigma_syn
+from xbar.evaluate import (
+    ChipResult,
+    RunSummary,
+    chip_seed,
+    evaluate,
+    ideal_forward,
+    run_chip,
+    run_chips,
+    with_sigma_syn,
+)
+from xbar.io import load
 from xbar.nets import build
 
 #: The keys of `xbar run --json`, in order, as the CLI printed them before the seed loop moved to the library.
@@ -91,6 +101,25 @@ def test_evaluate_is_a_chip_result_without_programming_or_energy():
     assert result.images_per_second == pytest.approx(50 / result.seconds)
     ideal = run_chip(network, None, images, labels, 4)
     assert (ideal.accuracy, ideal.energy, ideal.program_seconds) == (result.accuracy, None, 0.0)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_ideal_logits_do_not_depend_on_threads(arch, shipped_weights, monkeypatch):
+    """The threaded ideal forward pass gives the same bits on 1, 2 and 3 threads, and the float32 network's
+    logits to float32 rounding (its products run on one BLAS thread, in blocks of other sizes)."""
+    network = load(shipped_weights / f"{arch}-mnist.h5")
+    images = np.random.default_rng(3).random((77, *network.input_shape), dtype=np.float32)
+    forward = ideal_forward(network, block_size=10)
+    outputs = []
+    for threads in (1, 2, 3):
+        monkeypatch.setattr("numba.get_num_threads", lambda threads=threads: threads)
+        outputs.append(forward(images, 0))
+    for other in outputs[1:]:
+        assert np.array_equal(other, outputs[0])
+    reference = network.forward(images)
+    # float32 products of up to 784 * 9 terms, rounded in another order: well inside 1e-5 of the largest logit.
+    assert np.abs(outputs[0] - reference).max() <= 1e-5 * np.abs(reference).max()
+    assert np.array_equal(outputs[0].argmax(axis=1), reference.argmax(axis=1))
 
 
 def test_with_sigma_syn_sets_additive_noise_where_asked():

@@ -12,12 +12,11 @@ is what the energy model consumes.
 from __future__ import annotations
 
 import functools
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
-from .._threads import one_threaded_blas
+from .._threads import block_bounds, map_blocks
 from ..config import Hardware
 from ..nets.network import Network
 from .context import LayerReads, ReadContext
@@ -26,12 +25,6 @@ from .matrix import AnalogMatrix
 from .periphery import InputRecorder
 
 _MIN_IMAGES_PER_THREAD = 16
-
-
-@functools.cache
-def _block_pool(threads: int) -> ThreadPoolExecutor:
-    """A persistent pool of ``threads`` threads for :meth:`ProgrammedNetwork.forward` (created once per size)."""
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="xbar-block")
 
 
 class ProgrammedNetwork:
@@ -62,17 +55,14 @@ class ProgrammedNetwork:
         (docs/performance.md). Outputs do not depend on the split; the reads of
         the blocks are counted in block order.
         """
-        threads = numba.get_num_threads()
         n = x.shape[0]
-        if threads == 1 or n < 2 * _MIN_IMAGES_PER_THREAD or all(m.linear is not None for m in self.matrices):
+        bounds = block_bounds(n, numba.get_num_threads(), _MIN_IMAGES_PER_THREAD)
+        if len(bounds) == 1 or all(m.linear is not None for m in self.matrices):
             context = ReadContext(image_offset, n)
             logits = self.read(x, context)
             self.count(context, n)
             return logits
-        threads = min(threads, n // _MIN_IMAGES_PER_THREAD)
-        bounds = [(n * i // threads, n * (i + 1) // threads) for i in range(threads)]
-        with one_threaded_blas():
-            blocks = list(_block_pool(threads).map(lambda b: self._forward_block(x, image_offset, *b), bounds))
+        blocks = map_blocks(lambda start, stop: self._forward_block(x, image_offset, start, stop), bounds, len(bounds))
         # Counted here, in block order, not by the threads: the totals stay exact and reproducible.
         for (start, stop), (_, context) in zip(bounds, blocks):
             self.count(context, stop - start)
@@ -90,8 +80,7 @@ class ProgrammedNetwork:
         self.images_read += n_images
 
     def _forward_block(self, x: np.ndarray, image_offset: int, start: int, stop: int) -> tuple[np.ndarray, ReadContext]:
-        """One thread's share of :meth:`forward`: images ``start .. stop - 1`` of ``x``, one thread deep."""
-        numba.set_num_threads(1)  # thread-local in Numba: this pool thread's kernels stay serial
+        """One thread's share of :meth:`forward`: images ``start .. stop - 1`` of ``x``."""
         context = ReadContext(image_offset + start, stop - start)
         return self.read(x[start:stop], context), context
 
