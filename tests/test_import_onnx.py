@@ -240,6 +240,54 @@ def test_cli_import_then_run_on_own_data(exported, tmp_path):
     assert json.loads(result.stdout)["energy_per_inference_j"] > 0
 
 
+def test_import_with_data_records_the_ideal_accuracy_and_run_reuses_its_layout(exported, tmp_path):
+    """``xbar import --data`` checks the test set against the network, stores its ideal accuracy, layout and
+    scale; ``xbar run --data`` then defaults to that layout and scale, and without --data names the file."""
+    probe = import_model(exported["lenet5"])
+    x = np.random.default_rng(4).integers(0, 256, (50, 1, 28, 28), dtype=np.uint8)
+    y = probe.predict((x / np.float32(255)).astype(np.float32).transpose(0, 2, 3, 1))
+    y[::4] = (y[::4] + 1) % 10  # a quarter wrong: the stored accuracy must be 0.74, not 1
+    np.savez(tmp_path / "test.npz", x=x, y=y)
+    weights = tmp_path / "lenet.h5"
+    args = ["import", str(exported["lenet5"]), "-o", str(weights), "--data", str(tmp_path / "test.npz")]
+    result = CliRunner().invoke(main, [*args, "--layout", "nchw", "--scale", "255", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ideal_accuracy"] == 37 / 50
+    prov = io.load(weights).provenance
+    assert (prov["test_data"], prov["test_data_layout"], prov["test_data_scale"]) == ("test.npz", "nchw", 255.0)
+    assert prov["ideal_accuracy"] == 37 / 50 and prov["ideal_n_images"] == 50 and len(prov["test_data_sha256"]) == 64
+    run = CliRunner().invoke(main, ["run", str(weights), "--data", str(tmp_path / "test.npz"), "--json", "--quiet"])
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.stdout)["accuracy"] == 37 / 50  # nchw and 255 from the file, not nhwc and 1
+    bare = CliRunner().invoke(main, ["run", str(weights), "--quiet"])
+    assert bare.exit_code == 2 and "--data FILE (it was imported with --data test.npz)" in bare.output
+    assert len(bare.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--dataset", "mnist"], "--data and --dataset are exclusive"),
+        (["--layout", "nchw", "--data", None], "'x' holds NCHW samples of shape (28, 1, 28)"),  # NHWC read as NCHW
+        (["--data", "missing.npz"], "missing.npz"),
+    ],
+)
+def test_import_with_bad_data_is_one_line_and_writes_nothing(exported, tmp_path, extra, message):
+    x = np.zeros((5, 28, 28, 1), np.float32)
+    np.savez(tmp_path / "test.npz", x=x, y=np.zeros(5, np.int64))
+    extra = [str(tmp_path / "test.npz") if e is None else e for e in extra]
+    if "--data" not in extra:
+        extra += ["--data", str(tmp_path / "test.npz")]
+    extra = [str(tmp_path / e) if e == "missing.npz" else e for e in extra]
+    out = tmp_path / "w.h5"
+    result = CliRunner().invoke(main, ["import", str(exported["lenet5"]), "-o", str(out), *extra])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+    result = CliRunner().invoke(main, ["import", str(exported["lenet5"]), "-o", str(out), "--scale", "2"])
+    assert result.exit_code == 2 and "apply to --data only" in result.output and not out.exists()
+
+
 def test_static_batch_and_input_shape_option(tmp_path):
     path = export("lenet5", tmp_path, dynamic_batch=False)
     assert import_model(path).input_shape == (28, 28, 1)

@@ -192,17 +192,25 @@ def _test_set(network, weights, dataset, data_file, layout, scale, mean, std, li
     mean = stored_mean if mean is None else mean
     std = stored_std if std is None else std
     if data_file is not None:
+        stored_layout, stored_scale = testdata.stored_layout(network.provenance, str(weights))
         images, labels = testdata.load_file(
             data_file,
             network.input_shape,
             network.n_classes,
-            layout=layout or "nhwc",
-            scale=1.0 if scale is None else scale,
+            layout=layout or stored_layout,
+            scale=stored_scale if scale is None else scale,
             mean=mean,
             std=std,
             limit=limit,
         )
         return images, labels, str(data_file)
+    if dataset is None and network.dataset not in data.DATASETS:
+        recorded = network.provenance.get("test_data")
+        hint = f" (it was imported with --data {recorded})" if isinstance(recorded, str) else ""
+        raise XbarError(
+            f"{weights}: the network is for {network.dataset!r}, not a built-in dataset: give its test set with "
+            f"--data FILE{hint}, or --dataset NAME"
+        )
     dataset = dataset or network.dataset
     images, labels = data.load(dataset, "test", limit=limit)
     return testdata.normalize(images, network.input_shape, mean, std), labels, dataset
@@ -412,18 +420,50 @@ class _Shape(click.ParamType):
 )
 @click.option("--input-shape", type=_Shape(), default=None, help="One sample's shape, NHWC (default: the model's).")
 @click.option("--dataset", default=None, help="Dataset the network is for, stored in the file (default: custom).")
+@click.option(
+    "--data",
+    "data_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE.npz|FILE.h5",
+    help="Your test set (arrays x, y; docs/data.md): checked against the network, its ideal accuracy stored.",
+)
+@click.option(
+    "--layout",
+    type=click.Choice(list(testdata.LAYOUTS)),
+    default=None,
+    help="Axis order of a 4-D x in --data (default nhwc), stored: xbar run --data defaults to it.",
+)
+@click.option(
+    "--scale",
+    type=FiniteFloatRange(min=0, min_open=True),
+    default=None,
+    help="Divide the pixels of --data by this first (default 1), stored: xbar run --data defaults to it.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N samples of --data.")
 @click.option("--arch", default=None, help="Architecture label stored in the file (default: the model's file name).")
 @click.option("--mean", type=_Numbers(), default=None, help="Input normalisation mean, stored (xbar run applies it).")
 @click.option("--std", type=_Numbers(), default=None, help="Input normalisation std, stored (xbar run applies it).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def import_cmd(model, output, input_shape, dataset, arch, mean, std, as_json):
+def import_cmd(model, output, input_shape, dataset, data_file, layout, scale, limit, arch, mean, std, as_json):
     """Import an ONNX or Keras model as an xbar weights file (docs/import.md)."""
     from . import io
-    from .importers import import_model
+    from ._files import check_output_path
+    from .importers import import_model, with_test_set
 
     if std is not None and any(s <= 0 for s in std):
         raise XbarError(f"--std {','.join(map(str, std))}: every value must be positive")
+    if data_file is not None and dataset is not None:
+        raise XbarError("--data and --dataset are exclusive: a network is for a built-in dataset or for your data")
+    if data_file is None and (layout is not None or scale is not None or limit is not None):
+        raise XbarError("--layout, --scale and --limit apply to --data only")
+    check_output_path(output)
     network = import_model(model, input_shape, dataset, arch=arch, input_mean=mean, input_std=std)
+    accuracy = None
+    if data_file is not None:
+        network, accuracy, n_images = with_test_set(
+            network, data_file, layout=layout or "nhwc", scale=1.0 if scale is None else scale, limit=limit
+        )
     io.save(network, output)
     if as_json:
         click.echo(
@@ -436,6 +476,8 @@ def import_cmd(model, output, input_shape, dataset, arch, mean, std, as_json):
                     "n_classes": network.n_classes,
                     "n_layers": len(network.layers),
                     "n_params": network.n_params,
+                    "data": None if data_file is None else str(data_file),
+                    "ideal_accuracy": accuracy,
                     "provenance": network.provenance,
                 }
             )
@@ -445,6 +487,8 @@ def import_cmd(model, output, input_shape, dataset, arch, mean, std, as_json):
         f"{model} -> {output}: {len(network.layers)} layers, input {network.input_shape}, "
         f"{network.n_classes} classes, {network.n_params:,} parameters"
     )
+    if accuracy is not None:
+        click.echo(f"ideal float32 accuracy on {data_file}: {accuracy:.4f} ({n_images:,} samples)")
 
 
 @main.command("energy")

@@ -312,3 +312,15 @@ def stored_normalization(provenance: dict, where: str) -> tuple[tuple[float, ...
         value = provenance.get(key)
         found.append(None if value is None else _numbers(value, f"{where}: provenance '{key}'"))
     return found[0], found[1]
+
+
+def stored_layout(provenance: dict, where: str) -> tuple[str, float]:
+    """The ``--layout`` and ``--scale`` a weights file's provenance records from ``xbar import --data``
+    (``test_data_layout``, ``test_data_scale``), else ``("nhwc", 1.0)``; a damaged value is a :class:`DataError`."""
+    layout = provenance.get("test_data_layout", "nhwc")
+    if layout not in LAYOUTS:
+        raise DataError(f"{where}: provenance 'test_data_layout' must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    scale = provenance.get("test_data_scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
+        raise DataError(f"{where}: provenance 'test_data_scale' must be a positive number, got {scale!r}")
+    return layout, float(scale)

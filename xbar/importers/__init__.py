@@ -93,3 +93,43 @@ def import_model(
         dataset=dataset or network.dataset or "custom",
         provenance=provenance,
     )
+
+
+def with_test_set(
+    network: Network,
+    path: str | os.PathLike,
+    *,
+    layout: str = "nhwc",
+    scale: float = 1.0,
+    limit: int | None = None,
+) -> tuple[Network, float, int]:
+    """``network`` checked against the user's test set ``path``, and its ideal float32 accuracy on it.
+
+    The test set is read and normalised as ``xbar run --data`` does (:func:`xbar.testdata.load_file`, with
+    the network's stored ``input_mean`` / ``input_std``), so a file that does not fit the network (shape,
+    labels beyond its outputs) fails here, at import. The provenance gains ``test_data`` (file name),
+    ``test_data_sha256``, ``test_data_layout``, ``test_data_scale`` (``xbar run --data`` defaults to these
+    two), ``ideal_accuracy`` and ``ideal_n_images``.
+
+    Returns
+    -------
+    (network with that provenance, ideal accuracy in [0, 1], images evaluated)
+    """
+    from .. import testdata
+    from ..evaluate import evaluate
+
+    mean, std = testdata.stored_normalization(network.provenance, "the imported network")
+    images, labels = testdata.load_file(
+        path, network.input_shape, network.n_classes, layout=layout, scale=scale, mean=mean, std=std, limit=limit
+    )
+    result = evaluate(network, images, labels)
+    provenance = dict(network.provenance)
+    provenance.update(
+        test_data=Path(path).name,
+        test_data_sha256=sha256_of(path),
+        test_data_layout=layout,
+        test_data_scale=float(scale),
+        ideal_accuracy=result.accuracy,
+        ideal_n_images=result.n_images,
+    )
+    return dataclasses.replace(network, provenance=provenance), result.accuracy, result.n_images
