@@ -16,8 +16,9 @@ resumes a file by the keys of the rows already in it. While it is open it holds
 an exclusive lock (``fcntl.flock``) on the CSV, so a second writer of the same
 file is refused at once. Beside the CSV, ``<file>.meta.json`` (written
 atomically when the file is started) records its provenance: the sweep spec, the
-resolved hardware, the SHA-256 of each weights file and the xbar version. A
-resume whose provenance differs, or a file without one, is refused.
+resolved hardware, the SHA-256 of each weights file (and of the data file of a
+sweep over the user's own test set) and the xbar version. A resume whose
+provenance differs, or a file without one, is refused.
 
 Every damaged line (blank, garbage, wrong number of fields, a value of the
 wrong type, bytes that are not UTF-8) is a one-line :class:`XbarError` naming
@@ -308,7 +309,18 @@ def _changes(old: Any, new: Any, most: int = 4) -> str:
     return ", ".join(shown) + (f" and {len(keys) - most} more" if len(keys) > most else "")
 
 
-COMPARED_SPEC_KEYS = ("weights", "set", "grid", "seeds", "seed", "limit", "dataset")
+COMPARED_SPEC_KEYS = (
+    "weights",
+    "set",
+    "grid",
+    "seeds",
+    "seed",
+    "limit",
+    "dataset",
+    "data",
+    "data_layout",
+    "data_scale",
+)
 """Spec keys that decide a file's rows. Not compared: ``name``, ``batch_size`` (results do not depend
 on it) and the ``hardware`` string, whose resolved hardware is compared instead."""
 
@@ -318,7 +330,8 @@ def provenance_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> li
 
     Both have the keys ``xbar`` (version), ``spec`` (the spec's content),
     ``hardware`` (:meth:`Hardware.to_dict` of the spec's hardware before its
-    overrides) and ``weights`` ({weights as the rows hold them: SHA-256}).
+    overrides) and ``weights`` ({weights as the rows hold them: SHA-256}); ``data`` ({the data file as the
+    rows hold it: SHA-256}, empty or absent for a built-in test set) is compared as ``weights`` are.
     """
     new = json.loads(_canonical(new))  # tuples to lists, as the file holds them
     out = []
@@ -339,6 +352,11 @@ def provenance_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> li
         before = old_weights.get(name)
         if before is not None and before != digest:
             out.append(f"weights {name} content differs (sha256 {str(before)[:12]}... -> {str(digest)[:12]}...)")
+    old_data, new_data = old.get("data") or {}, new.get("data") or {}
+    for name, digest in new_data.items():
+        before = old_data.get(name)
+        if before is not None and before != digest:
+            out.append(f"data {name} content differs (sha256 {str(before)[:12]}... -> {str(digest)[:12]}...)")
     return out
 
 

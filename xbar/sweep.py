@@ -7,6 +7,8 @@ A spec (``xbar sweep SPEC.toml -o results.csv``)::
     seeds = 10                  # chip instances per grid point
     seed = 0                    # chip instance k has seed hash(seed, k), as in `xbar run`
     limit = 1000                # test images per task (default: all)
+    data = "my-test-set.npz"    # or a user's own test set (x, y), as `xbar run --data`
+    data_layout = "nchw"        # its axis order (default nhwc), and data_scale = 255 divides its pixels
     [set]                       # fixed hardware overrides
     "adc.bits" = 8
     [grid]                      # swept: any hardware key, sigma_syn, sigma_te, syn_mode
@@ -19,8 +21,9 @@ written one line per ``write`` and flushed as tasks finish; ``resume`` skips the
 tasks already in the file and drops a line cut short by a kill, so a sweep
 killed at any moment and resumed loses and doubles nothing. The rows name each
 weights file as the spec gives it; the file beside the results
-(:mod:`xbar.results`) records the spec, its hardware, the weights' SHA-256 and
-the xbar version, and a resume that would mix in other results is refused.
+(:mod:`xbar.results`) records the spec, its hardware, the SHA-256 of the weights
+and of any ``data`` file, and the xbar version, and a resume that would mix in
+other results is refused.
 
 SIGTERM and SIGINT stop a sweep within a second or two: the running tasks are
 abandoned (their rows never written), the workers ended, and
@@ -55,7 +58,23 @@ if TYPE_CHECKING:
     from .config import Hardware
 
 PAPER_KNOBS = ("sigma_syn", "sigma_te", "syn_mode")
-SPEC_KEYS = {"name", "weights", "hardware", "seeds", "seed", "limit", "dataset", "set", "grid", "batch_size"}
+SPEC_KEYS = {
+    "name",
+    "weights",
+    "hardware",
+    "seeds",
+    "seed",
+    "limit",
+    "dataset",
+    "data",
+    "data_layout",
+    "data_scale",
+    "set",
+    "grid",
+    "batch_size",
+}
+DATA_KEYS = ("data_layout", "data_scale")
+"""Spec keys that describe the ``data`` file, and so need it."""
 MAX_TASKS = 1_000_000
 """Most tasks a sweep may have unless raised (``--max-tasks``): a resumed sweep keeps the key of every
 row done in memory (about 0.3 kB each), and a million tasks of even 10 ms is hours on a few cores."""
@@ -90,6 +109,16 @@ class Spec:
     labels: tuple[str, ...] = ()
     """The weights files as the rows name them, one per entry of ``weights`` (empty: ``weights`` itself).
     :func:`load_spec` gives the paths as the spec file writes them; ``weights`` are those resolved."""
+    data: str | None = None
+    """The user's test-set file to open (``xbar run --data``); None: a built-in test set (``dataset``)."""
+    data_label: str | None = None
+    """The data file as the rows' ``dataset`` column names it (None: ``data`` itself); :func:`load_spec`
+    gives it as the spec file writes it, as for the weights."""
+    data_layout: str | None = None
+    """Axis order of a 4-D ``x`` in ``data`` (:data:`xbar.testdata.LAYOUTS`); None: as ``xbar run --data``
+    takes it, the one the weights file records from ``xbar import --data``, else ``nhwc``."""
+    data_scale: float | None = None
+    """The pixels of ``data`` are divided by it first; None: the weights file's, else 1."""
 
     @property
     def columns(self) -> list[str]:
@@ -100,6 +129,11 @@ class Spec:
     def weight_labels(self) -> tuple[str, ...]:
         """How the rows name each weights file (``labels``, else the paths)."""
         return self.labels or self.weights
+
+    @property
+    def data_name(self) -> str | None:
+        """How the rows name the data file (``data_label``, else ``data``); None without one."""
+        return None if self.data is None else (self.data_label or self.data)
 
     @property
     def n_points(self) -> int:
@@ -116,7 +150,18 @@ class Spec:
         """What every task shares, with the hardware resolved (read from its TOML file) once."""
         from .config import resolve
 
-        return Job(resolve(self.hardware, ()), self.overrides, self.seed, self.limit, self.dataset, self.batch_size)
+        return Job(
+            resolve(self.hardware, ()),
+            self.overrides,
+            self.seed,
+            self.limit,
+            self.dataset,
+            self.batch_size,
+            data=self.data,
+            data_name=self.data_name,
+            data_layout=self.data_layout,
+            data_scale=self.data_scale,
+        )
 
     def tasks(self) -> Iterator[Task]:
         """Every task, weights-major, then grid points in order, then chip instances."""
@@ -143,6 +188,12 @@ class Job:
     limit: int | None
     dataset: str | None
     batch_size: int | None
+    data: str | None = None
+    """The user's test-set file to open, None for a built-in test set (see :class:`Spec`)."""
+    data_name: str | None = None
+    """The data file as the rows name it."""
+    data_layout: str | None = None
+    data_scale: float | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +230,8 @@ def _is_int(value: Any) -> bool:
 
 def _check_type(path: Path, table: dict) -> None:
     """Every key of the spec table has the type it must have, else a one-line ConfigError."""
+    from .testdata import LAYOUTS
+
     expected: dict[str, tuple[Callable[[Any], bool], str]] = {
         "name": (lambda v: isinstance(v, str), "a string"),
         "weights": (
@@ -191,6 +244,12 @@ def _check_type(path: Path, table: dict) -> None:
         "limit": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
         "batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
         "dataset": (lambda v: isinstance(v, str), "a dataset name"),
+        "data": (lambda v: isinstance(v, str) and v != "", "a test-set file (.npz or .h5 with arrays x and y)"),
+        "data_layout": (lambda v: v in LAYOUTS, f"one of {', '.join(map(repr, LAYOUTS))}"),
+        "data_scale": (
+            lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
+            "a positive finite number",
+        ),
         "set": (lambda v: isinstance(v, dict), "a table of hardware keys"),
         "grid": (lambda v: isinstance(v, dict), "a table of lists"),
     }
@@ -224,6 +283,11 @@ def load_spec(path: str | os.PathLike, max_tasks: int = MAX_TASKS) -> Spec:
             f"{path}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(SPEC_KEYS))})"
         )
     _check_type(path, table)
+    if "data" in table and "dataset" in table:
+        raise ConfigError(f"{path}: 'data' and 'dataset' are exclusive: give one test set")
+    for key in DATA_KEYS:
+        if key in table and "data" not in table:
+            raise ConfigError(f"{path}: '{key}' applies to a 'data' file only, and the spec gives none")
     labels = table.get("weights")
     if isinstance(labels, str):
         labels = [labels]
@@ -233,8 +297,8 @@ def load_spec(path: str | os.PathLike, max_tasks: int = MAX_TASKS) -> Spec:
     if repeated:
         raise ConfigError(f"{path}: 'weights' lists {repeated[0]} more than once")
     weights = [_resolve_path(w, path.parent) for w in labels]
-    for w in weights:
-        io.load(w)  # missing or malformed files fail here, before any task starts
+    # Missing or malformed files fail here, before any task starts.
+    networks = [io.load(w) for w in weights]
     hardware = table.get("hardware", "ideal")
     if hardware.endswith(".toml"):
         hardware = _resolve_path(hardware, path.parent)
@@ -257,6 +321,7 @@ def load_spec(path: str | os.PathLike, max_tasks: int = MAX_TASKS) -> Spec:
         from .data import dataset_spec
 
         dataset_spec(dataset)
+    data_label = table.get("data")
     spec = Spec(
         tuple(weights),
         hardware,
@@ -269,6 +334,10 @@ def load_spec(path: str | os.PathLike, max_tasks: int = MAX_TASKS) -> Spec:
         table.get("batch_size"),
         table.get("name", path.stem),
         tuple(labels),
+        data=None if data_label is None else _resolve_path(data_label, path.parent),
+        data_label=data_label,
+        data_layout=table.get("data_layout"),
+        data_scale=None if table.get("data_scale") is None else float(table["data_scale"]),
     )
     check_size(spec, max_tasks, where=f"{path}: ")
     # Every grid point must give a valid chip: check them all now.
@@ -278,7 +347,35 @@ def load_spec(path: str | os.PathLike, max_tasks: int = MAX_TASKS) -> Spec:
             task_hardware(base, spec.overrides, tuple(zip((k for k, _ in spec.grid), point)))
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
+    if spec.data is not None:
+        _check_data(path, spec, networks)
     return spec
+
+
+def _check_data(path: Path, spec: Spec, networks: list) -> None:
+    """Load the spec's ``data`` file for every weights file as its tasks will, else a one-line ConfigError.
+
+    A missing or damaged file, or one whose samples or labels do not fit a network (its input shape, its
+    number of classes), fails here, naming the weights file, and not in every task of a running sweep.
+    The file is read once per distinct network input (shape, classes, stored normalisation); what is read
+    stays in this process's cache, where the run-time estimate (:func:`estimate`) finds it.
+    """
+    from ._files import check_regular_file
+
+    assert spec.data is not None
+    try:
+        check_regular_file(spec.data)
+    except XbarError as exc:
+        raise ConfigError(f"{path}: 'data': {exc}") from None
+    checked = set()
+    for label, weights, network in zip(spec.weight_labels, spec.weights, networks):
+        try:
+            arguments = _data_arguments(network, weights, spec.job)
+            if arguments not in checked:
+                checked.add(arguments)
+                _load_data(*arguments)
+        except XbarError as exc:
+            raise ConfigError(f"{path}: 'data' for weights {label}: {exc}") from None
 
 
 def check_size(spec: Spec, max_tasks: int = MAX_TASKS, where: str = "") -> None:
@@ -312,9 +409,13 @@ def task_hardware(base, overrides, params):
 
 
 def provenance(spec: Spec) -> dict:
-    """What makes the rows of ``spec``: its content, its hardware resolved, the weights' SHA-256, the xbar version.
+    """What makes the rows of ``spec``: its content, its hardware resolved, the SHA-256 of the weights and of
+    the data file, the xbar version.
 
-    The weights are named as the rows name them; their content is what is compared.
+    The weights and the data file are named as the rows name them; their content is what is compared.
+    ``data_layout`` and ``data_scale`` are null where the spec leaves them out (a data file is then read as
+    the weights file records, else NHWC and unscaled; without a data file they do not apply), as files from
+    before they existed read.
     """
     from . import __version__
 
@@ -330,10 +431,14 @@ def provenance(spec: Spec) -> dict:
             "seed": spec.seed,
             "limit": spec.limit,
             "dataset": spec.dataset,
+            "data": spec.data_name,
+            "data_layout": spec.data_layout,
+            "data_scale": spec.data_scale,
             "batch_size": spec.batch_size,
         },
         "hardware": spec.job.hardware.to_dict(),
         "weights": {label: sha256_of(path) for label, path in zip(spec.weight_labels, spec.weights)},
+        "data": {} if spec.data is None else {spec.data_label or spec.data: sha256_of(spec.data)},
     }
 
 
@@ -361,6 +466,49 @@ def _inputs(network, path: str, name: str, limit: int | None):
     images, labels = _test_set(name, limit)
     mean, std = testdata.stored_normalization(network.provenance, path)
     return testdata.normalize(images, network.input_shape, mean, std), labels
+
+
+def _data_arguments(network, path: str, job: Job) -> tuple:
+    """The arguments of :func:`_load_data` for the network of weights file ``path``: hashable, a cache key."""
+    from . import testdata
+
+    assert job.data is not None
+    mean, std = testdata.stored_normalization(network.provenance, path)
+    stored_layout, stored_scale = testdata.stored_layout(network.provenance, path)
+    return (
+        job.data,
+        os.path.getmtime(job.data),
+        tuple(network.input_shape),
+        network.n_classes,
+        job.data_layout or stored_layout,
+        stored_scale if job.data_scale is None else job.data_scale,
+        mean,
+        std,
+        job.limit,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _load_data(path: str, mtime: float, input_shape, n_classes, layout, scale, mean, std, limit):
+    """The user's test set, read and prepared as ``xbar run --data`` does, once per worker and network input.
+
+    ``mtime`` is in the key so that a file rewritten between two sweeps of a long-lived (Dask) worker is read
+    again; a sweep never mixes two versions of it (its SHA-256 is compared on resume).
+    """
+    from . import testdata
+
+    return testdata.load_file(path, input_shape, n_classes, layout=layout, scale=scale, mean=mean, std=std, limit=limit)
+
+
+def _task_inputs(network, task: Task) -> tuple[Any, Any, str]:
+    """(images, labels, the rows' ``dataset``) of a task: the spec's data file, else a built-in test set."""
+    job = task.job
+    if job.data is not None:
+        images, labels = _load_data(*_data_arguments(network, task.path, job))
+        return images, labels, job.data_name or job.data
+    dataset = job.dataset or network.dataset
+    images, labels = _inputs(network, task.path, dataset, job.limit)
+    return images, labels, dataset
 
 
 @functools.lru_cache(maxsize=1)
@@ -393,8 +541,7 @@ def run_task(task: Task) -> dict:
     _tune_malloc()
     job = task.job
     network = _network(task.path, os.path.getmtime(task.path))
-    dataset = job.dataset or network.dataset
-    images, labels = _inputs(network, task.path, dataset, job.limit)
+    images, labels, dataset = _task_inputs(network, task)
     hw, sigma_te = task_hardware(job.hardware, job.overrides, task.params)
     seed = chip_seed(job.seed, task.chip)
     started = time.perf_counter()
@@ -478,7 +625,7 @@ def _task_seconds(task: Task) -> float:
 
     job = task.job
     network = _network(task.path, os.path.getmtime(task.path))
-    images, labels = _inputs(network, task.path, job.dataset or network.dataset, job.limit)
+    images, labels, _ = _task_inputs(network, task)
     hw, sigma_te = task_hardware(job.hardware, job.overrides, task.params)
     seed = chip_seed(job.seed, task.chip)
 
