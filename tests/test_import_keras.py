@@ -330,6 +330,20 @@ def test_keras_cnn_matches_keras(keras_cnn, suffix):
     assert np.array_equal(logits.argmax(axis=1), probabilities.argmax(axis=1))
 
 
+@pytest.mark.parametrize("preset", ["reram", "sonos"])
+def test_keras_cnn_runs_on_noisy_chips_with_energy(keras_cnn, preset):
+    """The imported Keras CNN, every kind of layer above, programmed on three chip instances of each preset."""
+    from xbar.config import resolve
+    from xbar.evaluate import run_chips
+
+    folder, x, reference, _, _ = keras_cnn
+    network = import_model(folder / "cnn.keras", None)
+    summary = run_chips(network, resolve(preset), x[:32], reference[:32].argmax(axis=1), seed=0, n_chips=3)
+    print(f"{preset}: agreement with Keras {summary.accuracies}, {summary.energy_per_inference_j * 1e9:.1f} nJ")
+    assert len(summary.accuracies) == 3 and all(0.0 <= a <= 1.0 for a in summary.accuracies)
+    assert summary.energy_per_inference_j is not None and 0 < summary.energy_per_inference_j < 1e-3
+
+
 def test_keras_sequential(tmp_path):
     keras = _keras()
     from keras import layers as L
