@@ -95,6 +95,17 @@ class DACRange(str, Enum):
     """``DAC.percentile`` of |input| over the calibration batch."""
 
 
+class DriftCompensation(str, Enum):
+    """How outputs are rescaled for conductance drift at read time (a digital multiply after the ADC)."""
+
+    NONE = "none"
+    GLOBAL = "global"
+    """One scale per layer: sum |y(t0)| / sum |y(t)| over a calibration read of known inputs (as aihwkit's
+    global drift compensation)."""
+    COLUMN = "column"
+    """One scale per output column, from the same calibration read."""
+
+
 class ADCRange(str, Enum):
     """How the ADC's full-scale current I_max of each tile is chosen."""
 
@@ -168,6 +179,11 @@ class Device:
         )
 
     @property
+    def drifts(self) -> bool:
+        """Whether conductances drift (a drift exponent) between programming and the read."""
+        return self.drift_nu_mean > 0 or self.drift_nu_std > 0
+
+    @property
     def g_range_us(self) -> float:
         """g_max - g_min (uS)."""
         return self.g_max_us - self.g_min_us
@@ -229,6 +245,8 @@ class ADC:
     """Full-scale current for the ``fixed`` policy (uA)."""
     percentile: float = 99.99
     """Percentile of |current| for the ``calibrated`` policy."""
+    drift_compensation: DriftCompensation = DriftCompensation.NONE
+    """Rescale each layer's outputs for drift (docs/devices.md): ``none``, ``global`` or ``column``."""
 
     def __post_init__(self):
         _check(0 <= self.bits <= 24, f"adc.bits must be in [0, 24], got {self.bits}")

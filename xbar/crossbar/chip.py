@@ -128,7 +128,9 @@ def program(network: Network, hw: Hardware, seed: int, calibration: np.ndarray) 
     recorders = [InputRecorder(m) for m in network.ideal_matmuls()]
     network.forward(calibration, recorders)
     matrices = [
-        AnalogMatrix(layer.kernel2d, layer.bias, hw, recorder.input_range(hw.dac), seed, index)
+        AnalogMatrix(
+            layer.kernel2d, layer.bias, hw, recorder.input_range(hw.dac), seed, index, recorder.reference_inputs()
+        )
         for index, (layer, recorder) in enumerate(zip(network.weight_layers, recorders))
     ]
     del recorders

@@ -23,7 +23,8 @@ class LayerCounts:
     cell_x2g_us: float
     """Sum over reads and cells of x_i^2 G_ij (x in units of V_read, G in uS)."""
     digital_adds: float
-    """Additions after the ADC: partial sums of tiles and slices, the digital bias, the offset reference."""
+    """Digital operations after the ADC: additions of the partial sums of tiles and slices, the digital bias,
+    the offset reference, and the drift compensation's multiplies."""
     neuron_activations: float
     """Hidden activations (the layer kind says which count)."""
 
@@ -50,17 +51,19 @@ def per_vector(
     adc_inputs: int,
     digital_bias: bool,
     offset_reference: bool,
+    output_scale: bool = False,
 ) -> dict[str, int]:
     """Operations of one weight layer for one input vector (DESIGN.md section 4; docs/energy.md).
 
     array_reads: physical arrays activated (one per tile, weight slice and input slice); rows_driven:
     rows driven over those arrays; conversions: ADC conversions (``adc_inputs`` per column and tile
     read); digital_adds: additions after the ADC (partial sums of tiles and slices, the digital
-    bias, the offset reference).
+    bias, the offset reference) and the drift compensation's multiply per output (``output_scale``),
+    charged as one digital operation.
     """
     passes = weight_slices * input_slices
     partials = passes * row_tiles * adc_inputs
-    adds = n_out * (partials - 1) + n_out * int(digital_bias) + n_out * int(offset_reference)
+    adds = n_out * (partials - 1) + n_out * (int(digital_bias) + int(offset_reference) + int(output_scale))
     return {
         "array_reads": passes * row_tiles * col_tiles,
         "rows_driven": passes * n_rows * col_tiles,

@@ -48,7 +48,7 @@ def program_devices(
             np.float32(device.g_min_us),
             np.float32(device.g_max_us),
         )
-    if device.drift_nu_mean > 0 or device.drift_nu_std > 0:
+    if device.drifts:
         kernels.apply_drift(
             flat,
             derive_key(PURPOSE_DRIFT, *ids),

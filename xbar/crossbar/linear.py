@@ -27,12 +27,19 @@ def fold(
     differential: bool,
     bias_row: bool,
     digital_bias: np.ndarray | None,
+    output_scale: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """(W_eff (n_in, n_out), b_eff or None), float32, in weight units: what the linear chip computes."""
+    """(W_eff (n_in, n_out), b_eff or None), float32, in weight units: what the linear chip computes.
+
+    ``output_scale`` (n_out,), the drift compensation's digital scale, multiplies the analog part (the
+    weights and a bias row), not the digital bias.
+    """
     scale = w_scale / (device.v_read_v * device.g_range_us) * (1.0 if differential else 2.0)
     weights = array.effective_weights(factors, scale)
     if not differential:
         weights -= (device.g_min_us / device.g_range_us * sum(factors) + 0.5) * 2.0 * w_scale
+    if output_scale is not None:
+        weights *= output_scale
     bias = None if digital_bias is None else digital_bias.astype(np.float64)
     if bias_row:
         # The bias row is driven at x_max.

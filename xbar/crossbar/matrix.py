@@ -11,14 +11,15 @@ ADC). Units: conductances in uS, V_read in V, currents in uA.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
 
-from ..config import ADCRange, Hardware, MappingScheme
+from ..config import ADCRange, DriftCompensation, Hardware, MappingScheme
 from ..kernels import convert
 from ..kernels.rng import derive_key
-from . import linear, mapping, periphery
+from . import compensation, linear, mapping, periphery
 from .array import Partial, array_solver
 from .context import ReadContext
 from .counts import per_vector
@@ -49,10 +50,20 @@ class AnalogMatrix:
         Chip instance seed.
     layer : int
         Index of the weight layer (keys its random streams and its reads in a :class:`ReadContext`).
+    reference_inputs : ndarray (n, n_in), optional
+        Known inputs of the drift compensation's calibration read (:mod:`.compensation`); default: one
+        vector of full-scale inputs (x_max on every row).
     """
 
     def __init__(
-        self, kernel: np.ndarray, bias: np.ndarray | None, hw: Hardware, input_range: InputRange, seed: int, layer: int
+        self,
+        kernel: np.ndarray,
+        bias: np.ndarray | None,
+        hw: Hardware,
+        input_range: InputRange,
+        seed: int,
+        layer: int,
+        reference_inputs: np.ndarray | None = None,
     ):
         self.hw, self.seed, self.layer = hw, int(seed), int(layer)
         self.n_in, self.n_out = kernel.shape
@@ -70,6 +81,9 @@ class AnalogMatrix:
         weights /= self.w_scale  # in place: the float64 copies dominate the memory of programming
         targets = mapping.target_conductances(weights, device, hw.mapping)
         del weights
+        compensate = hw.adc.drift_compensation != DriftCompensation.NONE and device.drifts
+        # The targets are programmed in place: the compensation's reference at t0 needs its own copy.
+        targets_t0 = [[g.copy() for g in row] for row in targets] if compensate else None
         self.conductances = [
             [program_devices(g, device, self.seed, self.layer, s, side) for side, g in enumerate(row)]
             for s, row in enumerate(targets)
@@ -83,6 +97,10 @@ class AnalogMatrix:
             self.conductances, device, scheme, hw.mapping.subtract, self.row_tiles, self.seed, self.layer
         )
         self.read_noise = self.array.read_noise
+        self.output_scale: np.ndarray | None = None
+        """Drift compensation's digital scale of each output column (float32, (n_out,)), or None."""
+        if targets_t0 is not None:
+            self.output_scale = self._drift_scales(targets_t0, reference_inputs)
         self.code_range = periphery.adc_code_range(hw.adc.bits, self.signed_adc)
         self.set_adc_ranges(None)
         self.linear = self._fold_linear()
@@ -97,15 +115,41 @@ class AnalogMatrix:
         """With ideal converters and no read noise the chip is linear in x: its (W_eff, b_eff), else None."""
         if self.hw.dac.bits or self.hw.adc.bits or self.read_noise:
             return None
+        return self._fold(self.array, self.digital_bias, self.output_scale)
+
+    def _fold(self, array, digital_bias, output_scale) -> tuple[np.ndarray, np.ndarray | None]:
+        """(W_eff, b_eff) of the conductances of ``array`` (:func:`.linear.fold`)."""
         return linear.fold(
-            self.array,
+            array,
             self.hw.device,
             self.slice_factors,
             self.w_scale,
             self.x_scale,
             self.differential,
             self.bias_row,
-            self.digital_bias,
+            digital_bias,
+            output_scale,
+        )
+
+    def _drift_scales(self, targets_t0: list, reference_inputs: np.ndarray | None) -> np.ndarray | None:
+        """The drift compensation's output scales: the calibration read at t0 (the same chip programmed
+        without drift: same streams, so the same programming errors) against the read at read time."""
+        hw = self.hw
+        undrifted = dataclasses.replace(hw.device, drift_nu_mean=0.0, drift_nu_std=0.0)
+        at_t0 = [
+            [program_devices(g, undrifted, self.seed, self.layer, s, side) for side, g in enumerate(row)]
+            for s, row in enumerate(targets_t0)
+        ]
+        array_t0 = array_solver(hw.tile.solver)(
+            at_t0, undrifted, hw.mapping.scheme, hw.mapping.subtract, self.row_tiles, self.seed, self.layer
+        )
+        if reference_inputs is None:
+            reference_inputs = np.full((1, self.n_in), self.x_scale, np.float32)
+        return compensation.output_scales(
+            hw.adc.drift_compensation,
+            reference_inputs,
+            self._fold(array_t0, None, None),
+            self._fold(self.array, None, None),
         )
 
     def set_adc_ranges(self, recorded: dict[tuple[int, int, int], list[np.ndarray]] | None) -> None:
@@ -187,6 +231,8 @@ class AnalogMatrix:
             out -= mapping.offset_reference(input_sum, self.hw.device, self.slice_factors, self.w_scale, self.x_scale)[
                 :, None
             ]
+        if self.output_scale is not None:
+            out *= self.output_scale
         if self.digital_bias is not None:
             out += self.digital_bias
         return out
@@ -203,6 +249,7 @@ class AnalogMatrix:
             self.array.inputs_per_tile,
             self.digital_bias is not None,
             not self.differential,
+            self.output_scale is not None,
         )
 
     @property

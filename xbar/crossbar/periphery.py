@@ -24,6 +24,7 @@ import numpy as np
 from ..config import ADC, DAC, ADCRange, DACRange
 from ..kernels import convert
 from ..nets.layers import Matmul
+from .compensation import reference_rows
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,18 @@ class InputRecorder:
     def __init__(self, ideal: Matmul):
         self.ideal = ideal
         self.abs_values: list[np.ndarray] = []
+        self.inputs: list[np.ndarray] = []
         self.negative = False
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         self.abs_values.append(np.abs(x).ravel())
+        self.inputs.append(x)
         self.negative |= bool((x < 0).any())
         return self.ideal(x)
+
+    def reference_inputs(self) -> np.ndarray:
+        """Some of the recorded inputs, evenly spaced: the known inputs of a drift compensation read."""
+        return reference_rows(np.concatenate(self.inputs))
 
     def input_range(self, dac: DAC) -> InputRange:
         """The layer's DAC range under ``dac.range`` from what was recorded."""
