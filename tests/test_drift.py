@@ -65,8 +65,9 @@ def test_uniform_drift_is_undone_exactly_by_global_compensation(layer):
 
 @pytest.mark.parametrize("mode", ["global", "column"])
 def test_scales_are_the_ratio_of_calibration_reads(layer, mode):
-    """alpha from plain reads of the known inputs at t0 and at t (device-to-device nu: no closed form), and the
-    compensated chip reads alpha times the drifted chip's analog output (here all analog: bias row)."""
+    """alpha from plain reads of the known inputs at t0 and at t (device-to-device nu: no closed form): the ratio
+    of magnitudes (global) or the least-squares fit per column; and the compensated chip reads alpha times the
+    drifted chip's analog output (here all analog: bias row)."""
     kernel, _, x = layer
     reference = x[:20]
     hw = replace(_hardware(nu_std=0.02), mapping=Mapping(scheme=MappingScheme.DIFFERENTIAL, bias=BiasMode.ROW))
@@ -74,11 +75,11 @@ def test_scales_are_the_ratio_of_calibration_reads(layer, mode):
     at_t0 = _matrix(replace(hw, device=replace(hw.device, drift_nu_mean=0.0, drift_nu_std=0.0)), kernel, bias)
     drifted = _matrix(hw, kernel, bias)
     compensated = _matrix(replace(hw, adc=ADC(drift_compensation=DriftCompensation(mode))), kernel, bias, reference)
-    before, now = np.abs(at_t0(reference)).astype(np.float64), np.abs(drifted(reference)).astype(np.float64)
+    before, now = at_t0(reference).astype(np.float64), drifted(reference).astype(np.float64)
     if mode == "global":
-        alpha = np.full(N_OUT, before.sum() / now.sum())
-    else:
-        alpha = before.sum(axis=0) / now.sum(axis=0)
+        alpha = np.full(N_OUT, np.abs(before).sum() / np.abs(now).sum())
+    else:  # least squares per column
+        alpha = np.array([before[:, j] @ now[:, j] / (now[:, j] @ now[:, j]) for j in range(N_OUT)])
     np.testing.assert_allclose(compensated.output_scale, alpha, rtol=1e-5)
     y = drifted(x)
     np.testing.assert_allclose(compensated(x), y * alpha.astype(np.float32), rtol=1e-5, atol=1e-6 * np.abs(y).max())
@@ -94,6 +95,10 @@ def test_scales_without_drift_or_outputs():
     assert same.tolist() == [1.0, 1.0]
     halved = output_scales(DriftCompensation.GLOBAL, x, (weights, None), (weights / 2, None))
     assert halved.tolist() == [2.0, 2.0]
+    # A column whose read flipped sign is restored by the least-squares alpha -2; a ratio of magnitudes
+    # would give +2 and keep the wrong sign.
+    flipped = output_scales(DriftCompensation.COLUMN, x, (weights, None), (-weights / 2, None))
+    assert flipped.tolist()[0] == -2.0 and flipped.tolist()[1] == 1.0
     assert output_scales(DriftCompensation.NONE, x, (weights, None), (weights, None)) is None
 
 

@@ -103,7 +103,12 @@ class DriftCompensation(str, Enum):
     """One scale per layer: sum |y(t0)| / sum |y(t)| over a calibration read of known inputs (as aihwkit's
     global drift compensation)."""
     COLUMN = "column"
-    """One scale per output column, from the same calibration read."""
+    """One scale per output column from the same calibration read: the least-squares fit of y(t0) by
+    alpha y(t), sum y(t0) y(t) / sum y(t)^2."""
+
+
+TABLE_READ_MODEL = "table"
+"""``device.read_model`` taking read noise from the device table's ``read_sigma_us`` column."""
 
 
 class ADCRange(str, Enum):
@@ -153,13 +158,30 @@ class Device:
     """Time since programming at which the chip is read (s)."""
     clip: bool = True
     """Clip programmed conductances to [g_min, g_max]."""
+    table: str = ""
+    """A measured device table, CSV (docs/devices.md); empty: none. It sets the levels (its targets), g_min_us
+    and g_max_us (its first and last), each level's programming error (its mean and sigma, or its raw samples)
+    and, where it has a ``nu`` column, each level's drift; read noise from it with ``read_model = "table"``.
+    In a hardware TOML a relative path is relative to the TOML file."""
+    table_sha256: str = field(default="", init=False)
+    """SHA-256 of the table file (set from it; recorded with results, so a changed table shows)."""
 
     def __post_init__(self):
         for name in ("prog_model", "read_model"):
+            if name == "read_model" and self.read_model == TABLE_READ_MODEL:
+                continue
             try:
                 error_model(getattr(self, name))
             except ConfigError as exc:
-                raise ConfigError(f"device.{name}: {exc}") from None
+                also = f", or {TABLE_READ_MODEL!r} with a device table" if name == "read_model" else ""
+                raise ConfigError(f"device.{name}: {str(exc).rstrip(')')}{also})") from None
+        if self.table:
+            self._take_table()
+        else:
+            _check(
+                self.read_model != TABLE_READ_MODEL,
+                f"device.read_model = {TABLE_READ_MODEL!r} needs a device.table with a read_sigma_us column",
+            )
         _check(self.g_min_us >= 0, f"device.g_min_us must be >= 0, got {self.g_min_us}")
         _check(
             self.g_min_us < self.g_max_us,
@@ -178,10 +200,47 @@ class Device:
             f"device.read_time_s ({self.read_time_s}) must be >= device.drift_t0_s ({self.drift_t0_s})",
         )
 
+    def _take_table(self) -> None:
+        """Levels and range from ``table``; the settings the table replaces must be left at zero."""
+        table = self.device_table
+        assert table is not None
+        _check(
+            self.prog_sigma == 0,
+            f"device.prog_sigma must be 0 with device.table ({self.table}): the table's levels carry the "
+            "programming error",
+        )
+        if table.nu is not None:
+            _check(
+                self.drift_nu_mean == 0 and self.drift_nu_std == 0,
+                f"device.drift_nu_mean and drift_nu_std must be 0 with device.table ({self.table}): its nu "
+                "column sets each level's drift",
+            )
+        _check(
+            self.read_model != TABLE_READ_MODEL or table.read_sigma_us is not None,
+            f"device.read_model = {TABLE_READ_MODEL!r}: {self.table} has no read_sigma_us column",
+        )
+        # Derived from the file, on a frozen instance: set here, so that every copy (replace) re-derives them.
+        object.__setattr__(self, "g_min_us", float(table.g_min_us))
+        object.__setattr__(self, "g_max_us", float(table.g_max_us))
+        object.__setattr__(self, "levels", int(table.n_levels))
+        object.__setattr__(self, "table_sha256", table.sha256)
+
+    @property
+    def device_table(self):
+        """The :class:`xbar.device_table.DeviceTable` of ``table`` (read once per process), or None."""
+        if not self.table:
+            return None
+        from .device_table import load_table
+
+        return load_table(self.table)
+
     @property
     def drifts(self) -> bool:
-        """Whether conductances drift (a drift exponent) between programming and the read."""
-        return self.drift_nu_mean > 0 or self.drift_nu_std > 0
+        """Whether conductances drift (a drift exponent, or a table's nu column) between programming and the read."""
+        if self.drift_nu_mean > 0 or self.drift_nu_std > 0:
+            return True
+        table = self.device_table
+        return table is not None and table.nu is not None
 
     @property
     def g_range_us(self) -> float:
@@ -342,6 +401,9 @@ def describe_errors(hw: Hardware) -> str:
     converter bits and ranges; ``ideal`` when nothing acts.
     """
     device, parts = hw.device, []
+    table = device.device_table
+    if table is not None:
+        parts.append(f"device table {Path(table.path).name} ({table.kind}, {table.n_levels} levels)")
     if device.prog_sigma > 0:
         parts.append(f"programming error {device.prog_model} x{device.prog_sigma:g}")
     if device.read_sigma > 0:
@@ -350,7 +412,11 @@ def describe_errors(hw: Hardware) -> str:
         parts.append(f"stuck on {device.stuck_on:g} / off {device.stuck_off:g}")
     if device.drift_nu_mean > 0 or device.drift_nu_std > 0:
         parts.append(f"drift nu {device.drift_nu_mean:g} +- {device.drift_nu_std:g} read at {device.read_time_s:g} s")
-    if device.levels:
+    elif device.drifts:
+        parts.append(f"drift per level read at {device.read_time_s:g} s")
+    if device.drifts and hw.adc.drift_compensation != DriftCompensation.NONE:
+        parts.append(f"{hw.adc.drift_compensation.value} drift compensation")
+    if device.levels and table is None:
         parts.append(
             f"{device.levels} levels"
             + (f" x {hw.mapping.weight_slices} slices" if hw.mapping.weight_slices > 1 else "")
@@ -484,7 +550,7 @@ def apply_overrides(hw: Hardware, overrides: dict[str, Any]) -> Hardware:
             continue
         if section not in _SECTIONS:
             raise ConfigError(f"unknown hardware section {section!r} in {key!r} (choose from {', '.join(_SECTIONS)})")
-        known = {f.name: f.type for f in fields(_SECTIONS[section])}
+        known = {f.name: f.type for f in fields(_SECTIONS[section]) if f.init}
         if name not in known:
             raise ConfigError(f"unknown hardware key {key!r} (known: {', '.join(f'{section}.{n}' for n in known)})")
         changes.setdefault(section, {})[name] = _coerce(value, known[name], key)
@@ -538,6 +604,9 @@ def load_toml(path: str | Path) -> Hardware:
     ``[device]``, ``[mapping]``, ``[dac]``, ``[adc]``, ``[tile]``, ``[energy]`` overriding its fields."""
     path = Path(path)
     table = read_toml(path)
+    device = table.get("device")
+    if isinstance(device, dict) and isinstance(device.get("table"), str) and device["table"]:
+        device["table"] = str(path.parent / device["table"])  # relative to the TOML (absolute paths stay)
     try:
         base = preset(table.pop("preset", "ideal"))
         hw = apply_overrides(base, _flatten(table))

@@ -97,6 +97,12 @@ BUILT_IN = (
     ),
     ErrorModel("proportional", "sigma_G = scale G", "textbook multiplicative noise", form="proportional"),
     ErrorModel(
+        "sqrt",
+        "sigma_G = scale sqrt(G (g_max - g_min)): variance proportional to G, as shot noise",
+        "shot noise of the read current (variance 2 q I B), in conductance units",
+        form="sqrt",
+    ),
+    ErrorModel(
         "reram-program",
         "sigma_G = scale (4.782 uS - 0.009107 G)",
         "Milo et al., IRPS 2021, doi:10.1109/IRPS46558.2021.9405119",

@@ -331,7 +331,8 @@ def provenance_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> li
     Both have the keys ``xbar`` (version), ``spec`` (the spec's content),
     ``hardware`` (:meth:`Hardware.to_dict` of the spec's hardware before its
     overrides) and ``weights`` ({weights as the rows hold them: SHA-256}); ``data`` ({the data file as the
-    rows hold it: SHA-256}, empty or absent for a built-in test set) is compared as ``weights`` are.
+    rows hold it: SHA-256}, empty or absent for a built-in test set) and ``device_tables`` ({table file: SHA-256}
+    of those the spec's [set] and grid name) are compared as ``weights`` are.
     """
     new = json.loads(_canonical(new))  # tuples to lists, as the file holds them
     out = []
@@ -352,11 +353,12 @@ def provenance_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> li
         before = old_weights.get(name)
         if before is not None and before != digest:
             out.append(f"weights {name} content differs (sha256 {str(before)[:12]}... -> {str(digest)[:12]}...)")
-    old_data, new_data = old.get("data") or {}, new.get("data") or {}
-    for name, digest in new_data.items():
-        before = old_data.get(name)
-        if before is not None and before != digest:
-            out.append(f"data {name} content differs (sha256 {str(before)[:12]}... -> {str(digest)[:12]}...)")
+    for key, what in (("data", "data"), ("device_tables", "device table")):
+        old_files, new_files = old.get(key) or {}, new.get(key) or {}
+        for name, digest in new_files.items():
+            before = old_files.get(name)
+            if before is not None and before != digest:
+                out.append(f"{what} {name} content differs (sha256 {str(before)[:12]}... -> {str(digest)[:12]}...)")
     return out
 
 

@@ -75,6 +75,8 @@ SPEC_KEYS = {
 }
 DATA_KEYS = ("data_layout", "data_scale")
 """Spec keys that describe the ``data`` file, and so need it."""
+TABLE_KEY = "device.table"
+"""The hardware key naming a device table file: resolved like the weights, its SHA-256 in the provenance."""
 MAX_TASKS = 1_000_000
 """Most tasks a sweep may have unless raised (``--max-tasks``): a resumed sweep keeps the key of every
 row done in memory (about 0.3 kB each), and a million tasks of even 10 ms is hours on a few cores."""
@@ -316,6 +318,11 @@ def load_spec(path: str | os.PathLike, max_tasks: int = MAX_TASKS) -> Spec:
         repeated = [v for v, n in Counter(format_value(v) for v in values).items() if n > 1]
         if repeated:
             raise ConfigError(f"{path}: grid '{key}' lists {repeated[0]} more than once")
+    # Device tables are found as the weights are: as given, else beside the spec.
+    if isinstance(overrides.get(TABLE_KEY), str) and overrides[TABLE_KEY]:
+        overrides[TABLE_KEY] = _resolve_path(overrides[TABLE_KEY], path.parent)
+    if TABLE_KEY in grid:
+        grid[TABLE_KEY] = [_resolve_path(v, path.parent) if isinstance(v, str) and v else v for v in grid[TABLE_KEY]]
     dataset = table.get("dataset")
     if dataset is not None:
         from .data import dataset_spec
@@ -409,8 +416,8 @@ def task_hardware(base, overrides, params):
 
 
 def provenance(spec: Spec) -> dict:
-    """What makes the rows of ``spec``: its content, its hardware resolved, the SHA-256 of the weights and of
-    the data file, the xbar version.
+    """What makes the rows of ``spec``: its content, its hardware resolved, the SHA-256 of the weights, of the
+    data file and of the device tables its [set] and grid name, the xbar version.
 
     The weights and the data file are named as the rows name them; their content is what is compared.
     ``data_layout`` and ``data_scale`` are null where the spec leaves them out (a data file is then read as
@@ -439,7 +446,15 @@ def provenance(spec: Spec) -> dict:
         "hardware": spec.job.hardware.to_dict(),
         "weights": {label: sha256_of(path) for label, path in zip(spec.weight_labels, spec.weights)},
         "data": {} if spec.data is None else {spec.data_label or spec.data: sha256_of(spec.data)},
+        "device_tables": {table: sha256_of(table) for table in _device_tables(spec)},
     }
+
+
+def _device_tables(spec: Spec) -> list[str]:
+    """The device table files a spec's [set] and grid name (the base hardware's own is in its to_dict)."""
+    named = [value for key, value in spec.overrides if key == TABLE_KEY]
+    named += [value for key, values in spec.grid if key == TABLE_KEY for value in values]
+    return sorted({value for value in named if isinstance(value, str) and value})
 
 
 # Running one task (in a worker).

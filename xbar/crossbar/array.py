@@ -23,7 +23,7 @@ from ..config import Device, MappingScheme, ReadNoiseMode, Subtract
 from ..errors import ConfigError
 from ..kernels import convert
 from ..kernels.rng import derive_key
-from .devices import PURPOSE_READ, read_sigmas, uniform_read_noise
+from .devices import PURPOSE_READ, has_read_noise, read_sigmas, uniform_read_noise
 
 Partial = tuple[int, int, int, int]
 """(weight slice, row tile, input slice, ADC input)."""
@@ -63,7 +63,7 @@ class DenseArray:
         self.v_read = float(device.v_read_v)
         self.differential = scheme == MappingScheme.DIFFERENTIAL
         self.analog_subtract = self.differential and subtract == Subtract.ANALOG
-        self.read_noise = device.read_sigma > 0
+        self.read_noise = has_read_noise(device)
         self.device_mode = self.read_noise and device.read_noise_mode == ReadNoiseMode.DEVICE
         self.uniform_noise = self.read_noise and uniform_read_noise(device)
         self.tile_starts = np.array([r0 for r0, _ in row_tiles] + [row_tiles[-1][1]], np.int64)

@@ -1,11 +1,19 @@
 """Drift compensation: a digital scale on a layer's outputs, from a calibration read at read time.
 
-Conductances drift as G (t / t0)^-nu after programming (:mod:`.devices`), so outputs shrink over time. As
-aihwkit's global drift compensation does, the chip reads known inputs right after programming (t0) and again
-at read time t, and rescales every later output digitally by alpha = sum |y(t0)| / sum |y(t)|: one alpha per
-layer (``global``), or one per output column (``column``). The known inputs are calibration activations of
-the layer, kept at programming; the reads are noise-free products of the programmed conductances (the
-chip's effective weights, errors included) with and without drift.
+Conductances drift as G (t / t0)^-nu after programming (:mod:`.devices`), so outputs shrink over time. The chip
+reads known inputs right after programming (t0) and again at read time t, and rescales every later output
+digitally by alpha:
+
+- ``global``: one alpha per layer, sum |y(t0)| / sum |y(t)| over all its outputs, as aihwkit's global drift
+  compensation;
+- ``column``: one alpha per output column j, the least-squares fit of y_j(t0) by alpha y_j(t),
+  sum_b y_bj(t0) y_bj(t) / sum_b y_bj(t)^2. The ratio of magnitudes would be unstable here: where a column's
+  positive and negative parts nearly cancel, its sum |y(t)| can come close to zero as G+ and G- drift apart
+  (an alpha of 15 was seen on the shipped CNN); the fit then shrinks alpha instead, since y(t) no longer
+  resembles y(t0).
+
+The known inputs are calibration activations of the layer, kept at programming; the reads are noise-free
+products of the programmed conductances (the chip's effective weights, errors included) at t0 and at t.
 """
 
 from __future__ import annotations
@@ -40,20 +48,23 @@ def output_scales(
     at_t0, at_t : (W (n_in, n_out), analog bias (n_out,) or None)
         The layer's effective weights (weight units) right after programming and at read time.
 
-    A layer (or column) whose outputs at read time sum to zero keeps alpha = 1.
+    A layer (or column) whose outputs at read time are all zero keeps alpha = 1.
     """
     if mode == DriftCompensation.NONE:
         return None
     inputs = np.asarray(inputs, np.float64)
-    magnitudes = []
+    outputs = []
     for weights, bias in (at_t0, at_t):
         y = inputs @ np.asarray(weights, np.float64)
         if bias is not None:
             y += bias
-        magnitudes.append(np.abs(y).sum(axis=0))
-    before, now = magnitudes
+        outputs.append(y)
+    before, now = outputs
     if mode == DriftCompensation.GLOBAL:
-        before, now = np.full_like(before, before.sum()), np.full_like(now, now.sum())
-    alpha = np.ones_like(now)
-    np.divide(before, now, out=alpha, where=now > 0)
+        numerator = np.full(now.shape[1], np.abs(before).sum())
+        denominator = np.full(now.shape[1], np.abs(now).sum())
+    else:
+        numerator, denominator = (before * now).sum(axis=0), (now * now).sum(axis=0)
+    alpha = np.ones(now.shape[1])
+    np.divide(numerator, denominator, out=alpha, where=denominator > 0)
     return alpha.astype(np.float32)

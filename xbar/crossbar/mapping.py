@@ -74,18 +74,37 @@ def sides(w_norm: np.ndarray, scheme: MappingScheme) -> Iterator[np.ndarray]:
 def target_conductances(w_norm: np.ndarray, device: Device, mapping: Mapping) -> list[list[np.ndarray]]:
     """Target conductances (uS, float32) ``[slice][side]`` of weights normalized by w_scale.
 
-    One side is worked out at a time, so the float64 temporaries stay a few per weight.
+    With a device table (:attr:`Device.table`) the targets are the table's levels: with one weight slice, the
+    level nearest to g_min + (g_max - g_min) |w| (the table's levels need not be evenly spaced); with several,
+    digit d of each slice is the table's level d (the digital recombination assumes evenly spaced levels, so an
+    uneven table shows as a weight error). One side is worked out at a time, so the float64 temporaries stay a
+    few per weight.
     """
+    table = device.device_table
     per_side = []
     for magnitude in sides(w_norm, mapping.scheme):
-        per_side.append(
-            [
+        if table is None:
+            row = [
                 (device.g_min_us + device.g_range_us * digit).astype(np.float32)
                 for digit in slice_digits(magnitude, device.levels, mapping.weight_slices)
             ]
-        )
+        elif mapping.weight_slices == 1:
+            ideal = device.g_min_us + device.g_range_us * magnitude
+            row = [table.targets_us[nearest_level(ideal, table.targets_us)].astype(np.float32)]
+        else:
+            digits = slice_digits(magnitude, table.n_levels, mapping.weight_slices)
+            row = [
+                table.targets_us[np.rint(d * (table.n_levels - 1)).astype(np.int64)].astype(np.float32) for d in digits
+            ]
+        per_side.append(row)
         del magnitude
     return [list(row) for row in zip(*per_side)]
+
+
+def nearest_level(g: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Index (int64) of the level of ``levels`` (ascending, uS) nearest to each conductance of ``g`` (uS); a tie
+    goes to the lower level."""
+    return np.searchsorted((levels[1:] + levels[:-1]) / 2, g, side="left").astype(np.int64)
 
 
 def current_to_weight(w_scale: float, x_scale: float, device: Device, scheme: MappingScheme) -> float:

@@ -132,10 +132,10 @@ class AnalogMatrix:
         )
 
     def _drift_scales(self, targets_t0: list, reference_inputs: np.ndarray | None) -> np.ndarray | None:
-        """The drift compensation's output scales: the calibration read at t0 (the same chip programmed
-        without drift: same streams, so the same programming errors) against the read at read time."""
+        """The drift compensation's output scales: the calibration read at t0 (the same chip read at t = t0:
+        same streams, so the same programming errors, and (t / t0)^-nu = 1) against the read at read time."""
         hw = self.hw
-        undrifted = dataclasses.replace(hw.device, drift_nu_mean=0.0, drift_nu_std=0.0)
+        undrifted = dataclasses.replace(hw.device, read_time_s=hw.device.drift_t0_s)
         at_t0 = [
             [program_devices(g, undrifted, self.seed, self.layer, s, side) for side, g in enumerate(row)]
             for s, row in enumerate(targets_t0)

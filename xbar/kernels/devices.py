@@ -26,11 +26,15 @@ CLAMPED_QUADRATIC = 2
 """scale max(p0 + p1 x + p2 x^2, 0) uS with x = G / p3."""
 SATURATING_CURRENT = 3
 """scale p0 nA (1 - exp(-I / p1 nA)) / V_read with I = G V_read: a current noise that saturates (nA / V = 1e-3 uS)."""
+SQRT = 4
+"""scale sqrt(max(G, 0) (g_max - g_min)): variance proportional to the conductance (to the current, at a given
+input), as shot noise; scale (g_max - g_min) at the top of a range that starts at zero."""
 FORMS = {
     "range": RANGE,
     "proportional": PROPORTIONAL,
     "clamped-quadratic": CLAMPED_QUADRATIC,
     "saturating-current": SATURATING_CURRENT,
+    "sqrt": SQRT,
 }
 
 
@@ -47,6 +51,8 @@ def sigma_of_g(g, form, p, scale, g_min, g_max, v_read):
     if form == SATURATING_CURRENT:
         i_na = g * v_read * 1e3
         return scale * p[0] * (1.0 - math.exp(-max(i_na, 0.0) / p[1])) / v_read * 1e-3
+    if form == SQRT:
+        return scale * math.sqrt(max(g, 0.0) * (g_max - g_min))
     return math.nan
 
 
