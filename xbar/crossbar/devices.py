@@ -37,13 +37,14 @@ def program_devices(
     table = device.device_table
     level = None
     if table is not None:
-        level = np.empty(flat.size, np.int32)
-        table_kernels.nearest_levels(flat, (table.targets_us[1:] + table.targets_us[:-1]) / 2, level)
+        # Each device's level is found from its target inside the kernel; kept only where the drift needs it.
+        level = np.empty(flat.size if table.nu is not None else 0, np.int32)
+        midpoints = (table.targets_us[1:] + table.targets_us[:-1]) / 2
         key = derive_key(PURPOSE_PROGRAM, *ids)
         if table.samples_us is not None:
-            table_kernels.program_empirical(flat, level, table.samples_us, table.offsets, key)
+            table_kernels.program_empirical(flat, midpoints, table.samples_us, table.offsets, key, level)
         else:
-            table_kernels.program_levels(flat, level, table.mean_us, table.prog_sigma_us, key)
+            table_kernels.program_levels(flat, midpoints, table.mean_us, table.prog_sigma_us, key, level)
     elif device.prog_sigma > 0:
         sigma = error_model(device.prog_model).sigma_us(
             flat, device.prog_sigma, device.g_min_us, device.g_max_us, device.v_read_v

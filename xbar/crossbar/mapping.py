@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..config import BiasMode, Device, Mapping, MappingScheme
+from ..kernels import tables as table_kernels
 
 
 def layer_rows(
@@ -89,8 +90,11 @@ def target_conductances(w_norm: np.ndarray, device: Device, mapping: Mapping) ->
                 for digit in slice_digits(magnitude, device.levels, mapping.weight_slices)
             ]
         elif mapping.weight_slices == 1:
-            ideal = device.g_min_us + device.g_range_us * magnitude
-            row = [table.targets_us[nearest_level(ideal, table.targets_us)].astype(np.float32)]
+            # The level nearest to g_min + dg |w|: |w| against the midpoints between levels, in the same units.
+            midpoints = ((table.targets_us[1:] + table.targets_us[:-1]) / 2 - device.g_min_us) / device.g_range_us
+            level = np.empty(magnitude.shape, np.int32)
+            table_kernels.nearest_levels(magnitude.reshape(-1), midpoints, level.reshape(-1))
+            row = [table.targets_us.astype(np.float32)[level]]
         else:
             digits = slice_digits(magnitude, table.n_levels, mapping.weight_slices)
             row = [
@@ -99,12 +103,6 @@ def target_conductances(w_norm: np.ndarray, device: Device, mapping: Mapping) ->
         per_side.append(row)
         del magnitude
     return [list(row) for row in zip(*per_side)]
-
-
-def nearest_level(g: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Index (int64) of the level of ``levels`` (ascending, uS) nearest to each conductance of ``g`` (uS); a tie
-    goes to the lower level."""
-    return np.searchsorted((levels[1:] + levels[:-1]) / 2, g, side="left").astype(np.int64)
 
 
 def current_to_weight(w_scale: float, x_scale: float, device: Device, scheme: MappingScheme) -> float:
