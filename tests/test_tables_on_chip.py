@@ -152,12 +152,17 @@ def test_read_noise_has_the_variance_the_model_states(tmp_path, rng, model, mode
         assert abs(half.var(ddof=1) - 1) < Z * math.sqrt(2 / (half.size - 1))
 
 
-def test_sqrt_read_noise_device_and_column_modes_agree_in_distribution(rng):
+@pytest.mark.parametrize("model", ["sqrt", "table"])
+def test_read_noise_device_and_column_modes_agree_in_distribution(tmp_path, rng, model):
     kernel = rng.standard_normal((30, 20)).astype(np.float32)
     x = np.repeat(rng.random((1, 30), dtype=np.float32), 300, axis=0)
+    table = _levels_table(tmp_path, ["1,1,0,0.1", "20,20,0,0.9", "50,50,0,0.3"], ",read_sigma_us")
     samples = []
     for mode in ReadNoiseMode:
-        device = Device(g_min_us=1.0, g_max_us=50.0, read_model="sqrt", read_sigma=0.03, read_noise_mode=mode)
+        if model == "sqrt":
+            device = Device(g_min_us=1.0, g_max_us=50.0, read_model="sqrt", read_sigma=0.03, read_noise_mode=mode)
+        else:
+            device = Device(table=table, read_model="table", read_sigma=1.0, read_noise_mode=mode)
         matrix = AnalogMatrix(kernel, None, Hardware(device=device), InputRange(1.0, False), 11, 0)
         samples.append((matrix(x) - x[:1] @ kernel).ravel())
     a, b = samples
