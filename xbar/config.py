@@ -327,6 +327,53 @@ class Tile:
         _check(self.rows >= 1 and self.cols >= 1, f"tile.rows and tile.cols must be >= 1, got {self.rows}x{self.cols}")
 
 
+class DriveEnd(str, Enum):
+    """The end of every row wire its driver feeds: the side of column 0 (``left``) or of the last column."""
+
+    LEFT = "left"
+    RIGHT = "right"
+
+
+class SenseEnd(str, Enum):
+    """The end of every column wire its sense amplifier reads: the side of the last row (``bottom``) or row 0."""
+
+    BOTTOM = "bottom"
+    TOP = "top"
+
+
+@dataclass(frozen=True)
+class Parasitics:
+    """Resistances of a tile's wires and of its drivers and sense amplifiers (docs/parasitics.md).
+
+    Row i is driven by an ideal voltage source through ``r_driver_ohm`` into the row wire at its driven end; the
+    row wire has ``r_row_ohm`` between adjacent cells. Column j's wire has ``r_col_ohm`` between adjacent cells,
+    and its sensed end reaches the sense amplifier's virtual ground (0 V) through ``r_sense_ohm``. All zero (the
+    default) is the ideal array, computed as before, bit for bit; any one above zero solves every tile's
+    circuit (:mod:`xbar.crossbar.parasitics`).
+    """
+
+    r_row_ohm: float = 0.0
+    """Row wire resistance between adjacent cells (ohm)."""
+    r_col_ohm: float = 0.0
+    """Column wire resistance between adjacent cells (ohm)."""
+    r_driver_ohm: float = 0.0
+    """Output resistance of each row driver (ohm)."""
+    r_sense_ohm: float = 0.0
+    """Input resistance of each column's sense amplifier to its virtual ground (ohm)."""
+    drive_end: DriveEnd = DriveEnd.LEFT
+    sense_end: SenseEnd = SenseEnd.BOTTOM
+
+    def __post_init__(self):
+        for name in ("r_row_ohm", "r_col_ohm", "r_driver_ohm", "r_sense_ohm"):
+            value = getattr(self, name)
+            _check(math.isfinite(value) and value >= 0, f"parasitics.{name} must be a finite number >= 0, got {value}")
+
+    @property
+    def active(self) -> bool:
+        """Whether any resistance is above zero (then tiles are solved as circuits)."""
+        return any(v > 0 for v in (self.r_row_ohm, self.r_col_ohm, self.r_driver_ohm, self.r_sense_ohm))
+
+
 @dataclass(frozen=True)
 class Energy:
     """Constants of the analytic energy model (DESIGN.md section 4; docs/energy.md).
@@ -370,6 +417,7 @@ class Hardware:
     dac: DAC = field(default_factory=DAC)
     adc: ADC = field(default_factory=ADC)
     tile: Tile = field(default_factory=Tile)
+    parasitics: Parasitics = field(default_factory=Parasitics)
     energy: Energy = field(default_factory=Energy)
     calibration_images: int = 256
     """Images (the first of the evaluated set) used to calibrate converter ranges."""
@@ -530,7 +578,15 @@ def _coerce(value: Any, typ: Any, key: str):
     raise ConfigError(f"{key}: cannot set a field of type {typ}")
 
 
-_SECTIONS = {"device": Device, "mapping": Mapping, "dac": DAC, "adc": ADC, "tile": Tile, "energy": Energy}
+_SECTIONS = {
+    "device": Device,
+    "mapping": Mapping,
+    "dac": DAC,
+    "adc": ADC,
+    "tile": Tile,
+    "parasitics": Parasitics,
+    "energy": Energy,
+}
 
 
 def apply_overrides(hw: Hardware, overrides: dict[str, Any]) -> Hardware:

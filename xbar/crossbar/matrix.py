@@ -20,10 +20,11 @@ from ..config import ADCRange, DriftCompensation, Hardware, MappingScheme
 from ..kernels import convert
 from ..kernels.rng import derive_key
 from . import compensation, linear, mapping, periphery
-from .array import Partial, array_solver
+from .array import DenseArray, Partial, array_solver
 from .context import ReadContext
 from .counts import per_vector
 from .devices import PURPOSE_READ, program_devices
+from .parasitics import NodalArray
 from .periphery import InputRange
 
 _CURRENTS_BUDGET = 1 << 22
@@ -93,9 +94,7 @@ class AnalogMatrix:
         self.row_conductance = [
             sum(g.sum(axis=1, dtype=np.float64) for g in row).astype(np.float32) for row in self.conductances
         ]
-        self.array = array_solver(hw.tile.solver)(
-            self.conductances, device, scheme, hw.mapping.subtract, self.row_tiles, self.seed, self.layer
-        )
+        self.array = self._array(self.conductances, device)
         self.read_noise = self.array.read_noise
         self.output_scale: np.ndarray | None = None
         """Drift compensation's digital scale of each output column (float32, (n_out,)), or None."""
@@ -105,6 +104,15 @@ class AnalogMatrix:
         self.set_adc_ranges(None)
         self.linear = self._fold_linear()
         """(W_eff, b_eff) float32 when the chip is one linear product, else None (see :meth:`_fold_linear`)."""
+
+    def _array(self, conductances: list[list[np.ndarray]], device) -> DenseArray:
+        """The tile solver over ``conductances``: circuits with resistive wires when ``parasitics`` has any
+        resistance, else ``tile.solver`` (ideal wires)."""
+        hw = self.hw
+        args = (conductances, device, hw.mapping.scheme, hw.mapping.subtract, self.row_tiles, self.seed, self.layer)
+        if hw.parasitics.active:
+            return NodalArray(*args, parasitics=hw.parasitics, col_tiles=self.col_tiles)
+        return array_solver(hw.tile.solver)(*args)
 
     @property
     def signed_adc(self) -> bool:
@@ -140,9 +148,7 @@ class AnalogMatrix:
             [program_devices(g, undrifted, self.seed, self.layer, s, side) for side, g in enumerate(row)]
             for s, row in enumerate(targets_t0)
         ]
-        array_t0 = array_solver(hw.tile.solver)(
-            at_t0, undrifted, hw.mapping.scheme, hw.mapping.subtract, self.row_tiles, self.seed, self.layer
-        )
+        array_t0 = self._array(at_t0, undrifted)
         if reference_inputs is None:
             reference_inputs = np.full((1, self.n_in), self.x_scale, np.float32)
         return compensation.output_scales(
