@@ -6,6 +6,7 @@ becomes one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -136,8 +137,9 @@ class _Numbers(click.ParamType):
         return numbers
 
 
-def _test_data_options(function):
-    """--data, --layout, --scale, --mean, --std (run and energy)."""
+def _data_file_options(function, *, at_import: bool = False):
+    """--data, --layout, --scale: the user's test-set file and how to read it (run, energy and import)."""
+    stored = ", stored: xbar run --data defaults to it" if at_import else ", or as xbar import --data recorded"
     options = [
         click.option(
             "--data",
@@ -145,20 +147,33 @@ def _test_data_options(function):
             type=click.Path(dir_okay=False, path_type=Path),
             default=None,
             metavar="FILE.npz|FILE.h5",
-            help="Your own test set: arrays x (images) and y (integer labels); see docs/data.md.",
+            help=(
+                "Your test set (arrays x, y; docs/data.md): checked against the network, its ideal accuracy stored."
+                if at_import
+                else "Your own test set: arrays x (images) and y (integer labels); see docs/data.md."
+            ),
         ),
         click.option(
             "--layout",
             type=click.Choice(list(testdata.LAYOUTS)),
             default=None,
-            help="Axis order of a 4-D x in --data (default nhwc; nchw is transposed to NHWC).",
+            help=f"Axis order of a 4-D x in --data (default nhwc; nchw is transposed to NHWC){stored}.",
         ),
         click.option(
             "--scale",
             type=FiniteFloatRange(min=0, min_open=True),
             default=None,
-            help="Divide the pixels of --data by this first (e.g. 255; default 1).",
+            help=f"Divide the pixels of --data by this first (e.g. 255; default 1){stored}.",
         ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _test_data_options(function):
+    """--data, --layout, --scale, --mean, --std (run and energy)."""
+    options = [
         click.option(
             "--mean",
             type=_Numbers(),
@@ -174,7 +189,7 @@ def _test_data_options(function):
     ]
     for option in reversed(options):
         function = option(function)
-    return function
+    return _data_file_options(function)
 
 
 def _with_data(key, value, data_file):
@@ -420,26 +435,7 @@ class _Shape(click.ParamType):
 )
 @click.option("--input-shape", type=_Shape(), default=None, help="One sample's shape, NHWC (default: the model's).")
 @click.option("--dataset", default=None, help="Dataset the network is for, stored in the file (default: custom).")
-@click.option(
-    "--data",
-    "data_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    metavar="FILE.npz|FILE.h5",
-    help="Your test set (arrays x, y; docs/data.md): checked against the network, its ideal accuracy stored.",
-)
-@click.option(
-    "--layout",
-    type=click.Choice(list(testdata.LAYOUTS)),
-    default=None,
-    help="Axis order of a 4-D x in --data (default nhwc), stored: xbar run --data defaults to it.",
-)
-@click.option(
-    "--scale",
-    type=FiniteFloatRange(min=0, min_open=True),
-    default=None,
-    help="Divide the pixels of --data by this first (default 1), stored: xbar run --data defaults to it.",
-)
+@functools.partial(_data_file_options, at_import=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N samples of --data.")
 @click.option("--arch", default=None, help="Architecture label stored in the file (default: the model's file name).")
 @click.option("--mean", type=_Numbers(), default=None, help="Input normalisation mean, stored (xbar run applies it).")
