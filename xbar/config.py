@@ -107,6 +107,9 @@ class DriftCompensation(str, Enum):
     alpha y(t), sum y(t0) y(t) / sum y(t)^2."""
 
 
+IV_MODELS = ("linear", "sinh")
+"""Device current-voltage laws (:attr:`Device.iv_model`)."""
+
 TABLE_READ_MODEL = "table"
 """``device.read_model`` taking read noise from the device table's ``read_sigma_us`` column."""
 
@@ -163,6 +166,12 @@ class Device:
     and g_max_us (its first and last), each level's programming error (its mean and sigma, or its raw samples)
     and, where it has a ``nu`` column, each level's drift; read noise from it with ``read_model = "table"``.
     In a hardware TOML a relative path is relative to the TOML file."""
+    iv_model: str = "linear"
+    """Device current-voltage law: ``linear`` (I = G V) or ``sinh`` (I = (G / a) sinh(a V), a common ReRAM and
+    selector form with small-signal conductance G), which is solved per input vector with resistive wires
+    (docs/parasitics.md)."""
+    iv_a_per_v: float = 2.0
+    """a of the ``sinh`` law (1/V): the larger, the more nonlinear at a given voltage."""
     table_sha256: str = field(default="", init=False)
     """SHA-256 of the table file (set from it; recorded with results, so a changed table shows)."""
 
@@ -182,6 +191,13 @@ class Device:
                 self.read_model != TABLE_READ_MODEL,
                 f"device.read_model = {TABLE_READ_MODEL!r} needs a device.table with a read_sigma_us column",
             )
+        _check(
+            self.iv_model in IV_MODELS, f"device.iv_model must be one of {', '.join(IV_MODELS)}, got {self.iv_model!r}"
+        )
+        _check(
+            math.isfinite(self.iv_a_per_v) and self.iv_a_per_v > 0,
+            f"device.iv_a_per_v must be a finite number > 0, got {self.iv_a_per_v}",
+        )
         _check(self.g_min_us >= 0, f"device.g_min_us must be >= 0, got {self.g_min_us}")
         _check(
             self.g_min_us < self.g_max_us,
@@ -362,11 +378,17 @@ class Parasitics:
     """Input resistance of each column's sense amplifier to its virtual ground (ohm)."""
     drive_end: DriveEnd = DriveEnd.LEFT
     sense_end: SenseEnd = SenseEnd.BOTTOM
+    tolerance_v: float = 1e-12
+    """Nonlinear devices: the solve per input vector stops when no node moves by more than this (V)."""
+    max_sweeps: int = 10_000
+    """Nonlinear devices: sweeps over the tile's wires before a solve is declared not converged (an error)."""
 
     def __post_init__(self):
         for name in ("r_row_ohm", "r_col_ohm", "r_driver_ohm", "r_sense_ohm"):
             value = getattr(self, name)
             _check(math.isfinite(value) and value >= 0, f"parasitics.{name} must be a finite number >= 0, got {value}")
+        _check(self.tolerance_v > 0, f"parasitics.tolerance_v must be > 0, got {self.tolerance_v}")
+        _check(self.max_sweeps >= 1, f"parasitics.max_sweeps must be >= 1, got {self.max_sweeps}")
 
     @property
     def active(self) -> bool:
@@ -424,6 +446,11 @@ class Hardware:
 
     def __post_init__(self):
         _check(self.calibration_images >= 1, f"calibration_images must be >= 1, got {self.calibration_images}")
+        _check(
+            self.device.iv_model == "linear" or (self.parasitics.r_row_ohm > 0 and self.parasitics.r_col_ohm > 0),
+            f"device.iv_model = {self.device.iv_model!r} is solved with resistive wires: it needs "
+            "parasitics.r_row_ohm > 0 and parasitics.r_col_ohm > 0",
+        )
         _check(
             self.mapping.weight_slices == 1 or self.device.levels >= 2,
             "mapping.weight_slices > 1 needs device.levels >= 2",

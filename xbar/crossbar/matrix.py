@@ -121,7 +121,7 @@ class AnalogMatrix:
 
     def _fold_linear(self) -> tuple[np.ndarray, np.ndarray | None] | None:
         """With ideal converters and no read noise the chip is linear in x: its (W_eff, b_eff), else None."""
-        if self.hw.dac.bits or self.hw.adc.bits or self.read_noise:
+        if self.hw.dac.bits or self.hw.adc.bits or self.read_noise or not self.array.linear:
             return None
         return self._fold(self.array, self.digital_bias, self.output_scale)
 

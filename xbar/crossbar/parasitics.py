@@ -24,8 +24,9 @@ import numpy as np
 
 from .._threads import map_blocks
 from ..config import DriveEnd, Parasitics, SenseEnd
-from ..kernels.parasitics import chain_inverse
-from .array import DenseArray
+from ..errors import XbarError
+from ..kernels.parasitics import chain_inverse, nonlinear_tile
+from .array import DenseArray, Partial
 
 SIEMENS_PER_US = 1e-6
 
@@ -132,10 +133,12 @@ class NodalArray(DenseArray):
 
     def __init__(self, *args, parasitics: Parasitics, col_tiles: list[tuple[int, int]]):
         super().__init__(*args)
-        self.parasitics = parasitics
+        self.parasitics, self.col_tiles = parasitics, col_tiles
         self.device_mode = False
+        self.linear = self.device.iv_model == "linear"
         self.transfer = [[self._transfer(g, col_tiles) for g in row] for row in self.conductances]
-        """Per weight slice and side, float32 (n_rows, n_out): T of each block in place of G (uS)."""
+        """Per weight slice and side, float32 (n_rows, n_out): T of each block in place of G (uS); for nonlinear
+        devices, of their small-signal conductances (the ADC's ``max`` range is worked out from it)."""
 
     def _transfer(self, g: np.ndarray, col_tiles: list[tuple[int, int]]) -> np.ndarray:
         """T of every block of ``g``, the blocks solved side by side on the Numba threads (each independent)."""
@@ -155,3 +158,62 @@ class NodalArray(DenseArray):
         if self.analog_subtract:
             return (row[0] - row[1]) * v_read
         return row[o] * v_read
+
+    def read(
+        self, partials: list[Partial], inputs: list[np.ndarray], row_ids: np.ndarray, noise: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`DenseArray.read`; for nonlinear devices every input vector's currents are the circuit's, solved
+        per vector (:func:`nonlinear_currents`), the read-noise spread as for linear ones."""
+        currents, std = super().read(partials, inputs, row_ids, noise)
+        if self.linear:
+            return currents, std
+        for p, (s, t, k, o) in enumerate(partials):
+            r0, r1 = self.row_tiles[t]
+            volts = inputs[k][:, r0:r1].astype(np.float64) * self.v_read
+            sides = ((0, 1.0), (1, -1.0)) if self.analog_subtract else ((o, 1.0),)
+            total = np.zeros(currents[p].shape)
+            for side, sign in sides:
+                g = self.conductances[s][side]
+                for c0, c1 in self.col_tiles:
+                    where = (
+                        f"layer {self.layer}, weight slice {s}, side {side}, rows {r0}-{r1 - 1}, columns {c0}-{c1 - 1}"
+                    )
+                    total[:, c0:c1] += sign * nonlinear_currents(
+                        g[r0:r1, c0:c1], volts, self.parasitics, self.device.iv_a_per_v, where
+                    )
+            currents[p] = total
+        return currents, std
+
+
+def nonlinear_currents(
+    g_us: np.ndarray, volts: np.ndarray, parasitics: Parasitics, a_per_v: float, where: str = "a tile"
+) -> np.ndarray:
+    """Output currents (uA, float64 (n, C)) of a tile of sinh devices, I = (G / a) sinh(a V), with small-signal
+    conductances ``g_us`` (R, C) for each row of ``volts`` (n, R), by Newton line relaxation per input vector to
+    ``parasitics.tolerance_v``. Not converged in ``parasitics.max_sweeps`` sweeps: an :class:`XbarError` naming
+    ``where`` and the residual. Needs r_row and r_col above zero (the configuration checks it)."""
+    g = np.asarray(g_us, np.float64) * SIEMENS_PER_US
+    flip_cols = parasitics.drive_end == DriveEnd.RIGHT
+    flip_rows = parasitics.sense_end == SenseEnd.TOP
+    g = g[::-1] if flip_rows else g
+    g = np.ascontiguousarray(g[:, ::-1] if flip_cols else g)
+    out = np.empty((volts.shape[0], g.shape[1]))
+    args = (
+        1.0 / parasitics.r_row_ohm,
+        1.0 / parasitics.r_col_ohm,
+        _conductance(parasitics.r_driver_ohm),
+        _conductance(parasitics.r_sense_ohm),
+        float(a_per_v),
+        float(parasitics.tolerance_v),
+        int(parasitics.max_sweeps),
+    )
+    for b in range(volts.shape[0]):
+        v_in = np.ascontiguousarray(volts[b, ::-1] if flip_rows else volts[b], dtype=np.float64)
+        sweeps, residual = nonlinear_tile(g, v_in, *args, out[b])
+        if sweeps >= parasitics.max_sweeps:
+            raise XbarError(
+                f"the nonlinear solve of {where} did not converge in {sweeps} sweeps (KCL residual {residual:.2e} of "
+                "the largest device current); raise parasitics.max_sweeps or parasitics.tolerance_v"
+            )
+    out = out[:, ::-1] if flip_cols else out
+    return np.ascontiguousarray(out) / SIEMENS_PER_US
