@@ -17,9 +17,10 @@ from __future__ import annotations
 from .config import Hardware
 from .crossbar.counts import ChipCounts, LayerCounts
 
-PARTS = ("array", "dac", "adc", "neurons", "digital")
+PARTS = ("array", "dac", "adc", "neurons", "digital", "wires")
 """array: fixed cost per read plus the cells' read energy; dac: driven rows; adc: conversions;
-neurons: hidden activations; digital: additions after the ADC."""
+neurons: hidden activations; digital: additions after the ADC; wires: I^2 R in the row and column wires, the
+drivers' and the sense amplifiers' resistances (0 for ideal wires; docs/parasitics.md)."""
 
 
 def layer_energy(counts: LayerCounts, hw: Hardware) -> dict[str, float]:
@@ -32,6 +33,7 @@ def layer_energy(counts: LayerCounts, hw: Hardware) -> dict[str, float]:
         "adc": counts.conversions * e.adc_fom_fj * 2.0**counts.adc_bits * 1e-15,
         "neurons": counts.neuron_activations * e.neuron_fj * 1e-15,
         "digital": counts.digital_adds * e.add_fj * 1e-15,
+        "wires": counts.wire_x2g_us * 1e-6 * v_read**2 * e.t_read_ns * 1e-9,
     }
 
 

@@ -66,6 +66,8 @@ class DenseArray:
         self.read_noise = has_read_noise(device)
         self.linear = True
         """Whether the currents are linear in the inputs (then the chip may fold into effective weights)."""
+        self.forms: list | None = None
+        """Per row tile, (Q_dev, Q_wire) when the dissipation of a read is not the ideal wires' sum x_i^2 G_ij."""
         self.device_mode = self.read_noise and device.read_noise_mode == ReadNoiseMode.DEVICE
         self.uniform_noise = self.read_noise and uniform_read_noise(device)
         self.tile_starts = np.array([r0 for r0, _ in row_tiles] + [row_tiles[-1][1]], np.int64)

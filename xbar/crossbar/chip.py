@@ -105,6 +105,7 @@ class ProgrammedNetwork:
                     conversions=vectors * per_vector["conversions"],
                     adc_bits=bits,
                     cell_x2g_us=reads.cell_x2g_us / n,
+                    wire_x2g_us=reads.wire_x2g_us / n,
                     digital_adds=vectors * per_vector["digital_adds"],
                     neuron_activations=layer.neuron_activations(out_shapes[id(layer)]) + digital[index],
                 )

@@ -21,10 +21,12 @@ READ_ID_BITS = 24
 
 @dataclass
 class LayerReads:
-    """What one weight layer read: input vectors and sum over reads and cells of x_i^2 G_ij (uS)."""
+    """What one weight layer read: input vectors, and sum over reads of the devices' dissipation x^T Q_dev x (ideal
+    wires: sum over cells of x_i^2 G_ij) and of the wires' x^T Q_wire x (uS, x in units of V_read)."""
 
     vectors: int = 0
     cell_x2g_us: float = 0.0
+    wire_x2g_us: float = 0.0
     calls: int = 0
     """Reads of the layer so far in this pass."""
 
@@ -32,6 +34,7 @@ class LayerReads:
         """Add ``other``'s vectors and cell sum to these (calls are per pass and not added)."""
         self.vectors += other.vectors
         self.cell_x2g_us += other.cell_x2g_us
+        self.wire_x2g_us += other.wire_x2g_us
 
 
 @dataclass

@@ -21,12 +21,15 @@ class LayerCounts:
     adc_bits: int
     """Resolution the conversions are charged at (the nominal one for an ideal ADC)."""
     cell_x2g_us: float
-    """Sum over reads and cells of x_i^2 G_ij (x in units of V_read, G in uS)."""
+    """Sum over reads and cells of x_i^2 G_ij (x in units of V_read, G in uS); with resistive wires the devices'
+    exact dissipation x^T Q_dev x (docs/parasitics.md)."""
     digital_adds: float
     """Digital operations after the ADC: additions of the partial sums of tiles and slices, the digital bias,
     the offset reference, and the drift compensation's multiplies."""
     neuron_activations: float
     """Hidden activations (the layer kind says which count)."""
+    wire_x2g_us: float = 0.0
+    """Sum over reads of the wires' dissipation x^T Q_wire x (x in units of V_read; 0 for ideal wires)."""
 
     def as_dict(self) -> dict:
         """The counts without the name, JSON-ready."""

@@ -54,22 +54,33 @@ def read(
     row_conductance: list[np.ndarray],
     bias_row: bool,
     counts: LayerReads | None,
+    array: DenseArray | None = None,
 ) -> np.ndarray:
-    """y = x W_eff + b_eff for float32 ``x`` (batch, n_in), its reads counted in ``counts`` (None: not counted)."""
+    """y = x W_eff + b_eff for float32 ``x`` (batch, n_in), its reads counted in ``counts`` (None: not counted);
+    with resistive wires, the dissipation from ``array``'s forms."""
     weights, bias = folded
     if counts is not None:
-        # Inputs x / x_max drive the rows, the bias row at 1.
-        n_in = weights.shape[0]
-        row_x2 = np.zeros(n_in)
-        convert.column_square_sums(x, row_x2)
-        row_x2 *= x_scale**-2
-        x2g = 0.0
-        for rc in row_conductance:
-            x2g += float(row_x2 @ rc[:n_in])
-            if bias_row:
-                x2g += x.shape[0] * float(rc[-1])
         counts.vectors += x.shape[0]
-        counts.cell_x2g_us += x2g
+        if array is not None and array.forms is not None:
+            # Inputs x / x_max drive the rows, the bias row at 1.
+            driven = x * np.float32(1.0 / x_scale)
+            if bias_row:
+                driven = np.hstack([driven, np.ones((x.shape[0], 1), np.float32)])
+            devices, wires = array.dissipation([driven])  # type: ignore[attr-defined]
+            counts.cell_x2g_us += devices
+            counts.wire_x2g_us += wires
+        else:
+            # Inputs x / x_max drive the rows, the bias row at 1.
+            n_in = weights.shape[0]
+            row_x2 = np.zeros(n_in)
+            convert.column_square_sums(x, row_x2)
+            row_x2 *= x_scale**-2
+            x2g = 0.0
+            for rc in row_conductance:
+                x2g += float(row_x2 @ rc[:n_in])
+                if bias_row:
+                    x2g += x.shape[0] * float(rc[-1])
+            counts.cell_x2g_us += x2g
     out = x @ weights
     if bias is not None:
         out += bias

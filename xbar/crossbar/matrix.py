@@ -197,7 +197,7 @@ class AnalogMatrix:
         call = context.next_call(self.layer)
         counts = None if context.calibrating else context.layer(self.layer)
         if self.linear is not None:
-            return linear.read(x, self.linear, self.x_scale, self.row_conductance, self.bias_row, counts)
+            return linear.read(x, self.linear, self.x_scale, self.row_conductance, self.bias_row, counts, self.array)
         if self.bias_row:
             x = np.hstack([x, np.full((n, 1), self.x_scale, np.float32)])
         inputs, input_factors = periphery.dac_inputs(x, self.hw.dac, self.input_range)
@@ -206,12 +206,17 @@ class AnalogMatrix:
         row_ids = context.row_ids(call, n) if noise else np.zeros(n, np.uint64)
         out = np.zeros((n, self.n_out), np.float32)
         if counts is not None:
-            # Per row, sum over the batch of x^2 (no batch-sized temporary), then weight by the row's G.
-            row_x2 = np.zeros(self.n_rows)
-            for x_k in inputs:
-                convert.column_square_sums(x_k, row_x2)
             counts.vectors += n
-            counts.cell_x2g_us += sum(float(row_x2 @ rc) for rc in self.row_conductance)
+            if self.array.forms is not None:  # resistive wires: the tiles' dissipation forms
+                devices, wires = self.array.dissipation(inputs)  # type: ignore[attr-defined]
+                counts.cell_x2g_us += devices
+                counts.wire_x2g_us += wires
+            else:
+                # Per row, sum over the batch of x^2 (no batch-sized temporary), then weight by the row's G.
+                row_x2 = np.zeros(self.n_rows)
+                for x_k in inputs:
+                    convert.column_square_sums(x_k, row_x2)
+                counts.cell_x2g_us += sum(float(row_x2 @ rc) for rc in self.row_conductance)
         partials, keys, inv_step, step_scale = self._plan(input_factors)
         # Rows of the batch at a time, so that the currents of all partials stay a few MB.
         chunk = max(1, _CURRENTS_BUDGET // (len(partials) * self.n_out))

@@ -25,10 +25,13 @@ import numpy as np
 from .._threads import map_blocks
 from ..config import DriveEnd, Parasitics, SenseEnd
 from ..errors import XbarError
-from ..kernels.parasitics import chain_inverse, nonlinear_tile
+from ..kernels.parasitics import chain_inverse, chain_solve, nonlinear_tile
 from .array import DenseArray, Partial
 
 SIEMENS_PER_US = 1e-6
+
+POWER_MEMORY_BYTES = 256 * 2**20
+"""Memory the dissipation forms of one tile may use before :func:`tile_power` recomputes rather than keeps."""
 
 
 def row_response(g_row: np.ndarray, g_wire: float, g_driver: float) -> tuple[np.ndarray, np.ndarray]:
@@ -121,6 +124,130 @@ def _solve(g: np.ndarray, g_row: float, g_col: float, g_driver: float, g_sense: 
     return transfer
 
 
+def tile_power(g_us: np.ndarray, parasitics: Parasitics) -> tuple[np.ndarray, np.ndarray]:
+    """Quadratic forms of a tile's dissipation (S, float64 (R, R)): a read with row voltages V (V) dissipates
+    V Q_dev V in its devices and V Q_wire V in its wires, drivers and sense resistors (W).
+
+    Every node's voltage for every driven row comes from the same elimination as :func:`tile_transfer`, run
+    forward and then back, with checkpoints every sqrt(R) rows so that memory stays at about 2 sqrt(R) (C^2 + C R)
+    numbers; the forms sum g (difference of the node voltages)^2 over every device and wire segment.
+    """
+    g = np.asarray(g_us, np.float64)
+    flip_cols = parasitics.drive_end == DriveEnd.RIGHT
+    flip_rows = parasitics.sense_end == SenseEnd.TOP
+    g = g[::-1] if flip_rows else g
+    g = np.ascontiguousarray(g[:, ::-1] if flip_cols else g) * SIEMENS_PER_US
+    q_dev, q_wire = _power(
+        g,
+        _conductance(parasitics.r_row_ohm),
+        _conductance(parasitics.r_col_ohm),
+        _conductance(parasitics.r_driver_ohm),
+        _conductance(parasitics.r_sense_ohm),
+    )
+    if flip_rows:  # the inputs are the rows: reorder both axes of the forms
+        q_dev, q_wire = q_dev[::-1, ::-1], q_wire[::-1, ::-1]
+    return np.ascontiguousarray(q_dev), np.ascontiguousarray(q_wire)
+
+
+def _row_volts(g_row, response, column_volts, row, g_wire, g_driver) -> np.ndarray:
+    """The row's node voltages (C, R) for every driven row, given its column nodes' (``column_volts``, (C, R)):
+    u = P v + q V, solved on the row's chain (n R operations) rather than multiplied by the dense P."""
+    p, q = response
+    n_cols, n_inputs = column_volts.shape
+    if np.isinf(g_wire) or (np.isinf(g_driver) and n_cols == 1):
+        u = p @ column_volts
+    elif np.isinf(g_driver):  # node 0 held: the rest is a chain hanging from it
+        u = np.zeros((n_cols, n_inputs))
+        chain_solve(g_row[1:], g_wire, g_wire, g_row[1:, None] * column_volts[1:], u[1:])
+    else:
+        u = np.empty((n_cols, n_inputs))
+        chain_solve(g_row, g_wire, g_driver, g_row[:, None] * column_volts, u)
+    u[:, row] += q
+    return u
+
+
+def _row_power(g_row, response, column_volts, row, g_wire, g_driver, q_dev, q_wire) -> None:
+    """Add row ``row``'s device, row-wire and driver dissipation to the forms, given its column nodes' voltages
+    for every driven row (``column_volts``, (C, R))."""
+    u = _row_volts(g_row, response, column_volts, row, g_wire, g_driver)
+    across = (u - column_volts) * np.sqrt(g_row)[:, None]
+    q_dev += across.T @ across
+    if not np.isinf(g_wire) and u.shape[0] > 1:
+        step = np.diff(u, axis=0)
+        q_wire += g_wire * (step.T @ step)
+    if not np.isinf(g_driver):
+        source = -u[0]
+        source[row] += 1.0
+        q_wire += g_driver * np.outer(source, source)
+
+
+def _power(g, g_row, g_col, g_driver, g_sense) -> tuple[np.ndarray, np.ndarray]:
+    """(Q_dev, Q_wire) for rows driven at column 0 and columns sensed at row R-1 (conductances in S)."""
+    n_rows, n_cols = g.shape
+    responses = [row_response(g[i], g_row, g_driver) for i in range(n_rows)]
+    rhs = [g[i] * responses[i][1] for i in range(n_rows)]
+    q_dev, q_wire = np.zeros((n_rows, n_rows)), np.zeros((n_rows, n_rows))
+    if np.isinf(g_col):  # every column wire is one node, the same voltages on every row
+        if np.isinf(g_sense):
+            volts = np.zeros((n_cols, n_rows))
+        else:
+            nodes = np.diag(g.sum(axis=0) + g_sense) - sum(g[i][:, None] * responses[i][0] for i in range(n_rows))
+            volts = np.linalg.solve(nodes, np.array(rhs).T)
+            q_wire += g_sense * (volts.T @ volts)
+        for i in range(n_rows):
+            _row_power(g[i], responses[i], volts, i, g_row, g_driver, q_dev, q_wire)
+        return q_dev, q_wire
+    free = n_rows if not np.isinf(g_sense) else n_rows - 1
+    if free < n_rows:  # the sensed row is held at 0 V
+        _row_power(
+            g[n_rows - 1], responses[n_rows - 1], np.zeros((n_cols, n_rows)), n_rows - 1, g_row, g_driver, q_dev, q_wire
+        )
+    if free == 0:
+        return q_dev, q_wire
+
+    def block(i: int) -> np.ndarray:
+        diagonal = g[i] + g_col * ((i > 0) + (i < n_rows - 1)) + (g_sense if i == n_rows - 1 else 0.0)
+        return np.diag(diagonal) - g[i][:, None] * responses[i][0]
+
+    def forward(i: int, inverse_before, carried_before):
+        """Row i of the elimination: (D_i^-1, Y_i), the Y of every driven row as columns (C, R)."""
+        a = block(i)
+        carried = np.zeros((n_cols, n_rows))
+        if i > 0:
+            a -= g_col * g_col * inverse_before
+            carried[:, :i] = g_col * (inverse_before @ carried_before[:, :i])
+        carried[:, i] = rhs[i]
+        return np.linalg.inv(a), carried
+
+    # Every row's (D^-1, Y) kept while they fit in POWER_MEMORY_BYTES; else kept every sqrt(R) rows and the rows
+    # between recomputed on the way back.
+    span = free if 8 * free * (n_cols * n_cols + n_cols * n_rows) <= POWER_MEMORY_BYTES else int(np.ceil(np.sqrt(free)))
+    checkpoints = {}
+    state = (None, None)
+    for i in range(free):
+        if i % span == 0:
+            checkpoints[i] = state
+        state = forward(i, *state)
+    below = np.zeros((n_cols, n_rows))  # the column nodes of the row after the current one (0 V past the end)
+    for start in sorted(checkpoints, reverse=True):
+        stop = min(start + span, free)
+        states, state = [], checkpoints[start]
+        for i in range(start, stop):
+            state = forward(i, *state)
+            states.append(state)
+        for i in range(stop - 1, start - 1, -1):
+            inverse, carried = states[i - start]
+            volts = inverse @ (carried + g_col * below) if i < free - 1 else inverse @ carried
+            _row_power(g[i], responses[i], volts, i, g_row, g_driver, q_dev, q_wire)
+            step = volts - below if i < n_rows - 1 else volts
+            if i < n_rows - 1:  # the segment to the row below (held at 0 V when that row is sensed and held)
+                q_wire += g_col * (step.T @ step)
+            else:  # the sense resistor
+                q_wire += g_sense * (volts.T @ volts)
+            below = volts
+    return q_dev, q_wire
+
+
 class NodalArray(DenseArray):
     """Resistive wires: every (row tile x column tile) block of every slice and side is solved as a circuit
     once (:func:`tile_transfer`), and a read is the product of the inputs with V_read T, as for ideal wires.
@@ -136,21 +263,45 @@ class NodalArray(DenseArray):
         self.parasitics, self.col_tiles = parasitics, col_tiles
         self.device_mode = False
         self.linear = self.device.iv_model == "linear"
-        self.transfer = [[self._transfer(g, col_tiles) for g in row] for row in self.conductances]
+        self.forms = [(np.zeros((r1 - r0, r1 - r0)), np.zeros((r1 - r0, r1 - r0))) for r0, r1 in self.row_tiles]
+        """Per row tile, the dissipation forms (Q_dev, Q_wire) (uS, float64) summed over its arrays: a read of
+        normalised inputs x on the tile dissipates V_read^2 x^T Q x in devices and in wires (:func:`tile_power`)."""
+        self.transfer = [[self._solve_blocks(g, col_tiles) for g in row] for row in self.conductances]
         """Per weight slice and side, float32 (n_rows, n_out): T of each block in place of G (uS); for nonlinear
         devices, of their small-signal conductances (the ADC's ``max`` range is worked out from it)."""
 
-    def _transfer(self, g: np.ndarray, col_tiles: list[tuple[int, int]]) -> np.ndarray:
-        """T of every block of ``g``, the blocks solved side by side on the Numba threads (each independent)."""
+    def _solve_blocks(self, g: np.ndarray, col_tiles: list[tuple[int, int]]) -> np.ndarray:
+        """T of every block of ``g``, and its dissipation forms added to :attr:`forms`; the blocks solved side by
+        side on the Numba threads (each independent)."""
         out = np.empty(g.shape, np.float32)
-        blocks = [(rows, cols) for rows in self.row_tiles for cols in col_tiles]
+        blocks = [(t, (r0, r1), cols) for t, (r0, r1) in enumerate(self.row_tiles) for cols in col_tiles]
 
-        def solve(first: int, stop: int) -> None:
-            for (r0, r1), (c0, c1) in blocks[first:stop]:
+        def solve(first: int, stop: int) -> list:
+            forms = []
+            for t, (r0, r1), (c0, c1) in blocks[first:stop]:
                 out[r0:r1, c0:c1] = tile_transfer(g[r0:r1, c0:c1], self.parasitics)
+                forms.append((t, tile_power(g[r0:r1, c0:c1], self.parasitics)))
+            return forms
 
-        map_blocks(solve, [(b, b + 1) for b in range(len(blocks))], numba.get_num_threads())
+        assert self.forms is not None
+        for forms in map_blocks(solve, [(b, b + 1) for b in range(len(blocks))], numba.get_num_threads()):
+            for t, (q_dev, q_wire) in forms:  # summed here, in block order: the same bits on any thread count
+                self.forms[t][0][...] += q_dev / SIEMENS_PER_US
+                self.forms[t][1][...] += q_wire / SIEMENS_PER_US
         return out
+
+    def dissipation(self, inputs: list[np.ndarray]) -> tuple[float, float]:
+        """(devices, wires): sum over the batch, the input slices and the row tiles of x^T Q x (uS, x the
+        normalised inputs of each input slice, (n, n_rows), in units of V_read)."""
+        assert self.forms is not None
+        devices = wires = 0.0
+        for x in inputs:
+            for (r0, r1), (q_dev, q_wire) in zip(self.row_tiles, self.forms):
+                part = x[:, r0:r1].astype(np.float64)
+                gram = part.T @ part
+                devices += float((q_dev * gram).sum())
+                wires += float((q_wire * gram).sum())
+        return devices, wires
 
     def operand(self, s: int, o: int) -> np.ndarray:
         """V_read x the transfer matrices of ADC input ``o`` of weight slice ``s`` (uA at full input), float32."""

@@ -222,3 +222,25 @@ def nonlinear_tile(g, v_in, g_row, g_col, g_driver, g_sense, a, tolerance, max_s
         else:
             out[j] = g_sense * v[n_rows - 1, j]
     return sweeps, worst / max(scale, 1e-300)
+
+
+@jit
+def chain_solve(g_devices, g_wire, g_end, rhs, out):
+    """Solve the chain's nodal system of :func:`chain_inverse` for every column of ``rhs`` (n, m) into ``out``
+    (n, m), by the Thomas algorithm: n m operations, where forming the inverse first costs n^2 m."""
+    n, m = rhs.shape
+    pivot = np.empty(n)
+    multiplier = np.zeros(n)
+    for k in range(n):
+        pivot[k] = g_devices[k] + g_wire * ((k > 0) + (k < n - 1))
+    pivot[0] += g_end
+    for k in range(1, n):
+        multiplier[k] = -g_wire / pivot[k - 1]
+        pivot[k] = pivot[k] - multiplier[k] * -g_wire
+    for c in range(m):
+        out[0, c] = rhs[0, c]
+        for k in range(1, n):
+            out[k, c] = rhs[k, c] - multiplier[k] * out[k - 1, c]
+        out[n - 1, c] /= pivot[n - 1]
+        for k in range(n - 2, -1, -1):
+            out[k, c] = (out[k, c] + g_wire * out[k + 1, c]) / pivot[k]
