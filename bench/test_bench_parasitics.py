@@ -3,8 +3,10 @@ iterative solve, in one run.
 
 The shipped MLP on ``reram`` hardware with ideal converters (the linear chip, so every read is the folded
 product of the transfer matrices) on 256 x 256 tiles with 1 ohm per row and column segment: programmed once
-(each tile's circuit solved, reported separately), then 10,000 MNIST images classified. The ratio is its
-images/s over ideal float32 numpy inference of the same network (issue 13's target: at least 0.5).
+(each tile's circuit and dissipation forms solved, reported separately), then 10,000 MNIST images classified.
+The ratio is its images/s over ideal float32 numpy inference of the same network (issue 13's target: at least
+0.5), with every read's energy counted as ``xbar run`` counts it (the inputs' Gram matrix per row tile against
+the tile's dissipation forms), and for the reads alone.
 
 The baseline is the approach of the existing tools: for every input vector, the node voltages of every tile
 are relaxed until they settle (alternating exact solves of the row wires and of the column wires, a line
@@ -24,7 +26,7 @@ import numpy as np
 
 from xbar import data, io
 from xbar.config import resolve
-from xbar.crossbar import program
+from xbar.crossbar import ReadContext, program
 
 from .conftest import WEIGHTS
 
@@ -117,16 +119,20 @@ def test_linear_mode_against_ideal_numpy_and_a_per_vector_solve(benchmark):
     def simulated():
         return [chip.forward(x[i : i + 1000], i) for i in range(0, IMAGES, 1000)]
 
-    ideal(), simulated()
+    def read_alone():  # the reads without counting them for the energy model (a calibrating context counts none)
+        return [chip.read(x[i : i + 1000], ReadContext(i, 1000, calibrating=True)) for i in range(0, IMAGES, 1000)]
+
+    ideal(), simulated(), read_alone()
     benchmark.pedantic(simulated, rounds=1, iterations=1)
-    times = {"ideal": [], "simulated": []}
+    times = {"ideal": [], "simulated": [], "read_alone": []}
     for _ in range(3):
-        for name, run in (("ideal", ideal), ("simulated", simulated)):
+        for name, run in (("ideal", ideal), ("simulated", simulated), ("read_alone", read_alone)):
             started = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - started)
-    ideal_s, simulated_s = min(times["ideal"]), min(times["simulated"])
+    ideal_s, simulated_s, read_s = min(times["ideal"]), min(times["simulated"]), min(times["read_alone"])
     ratio = ideal_s / simulated_s
+    read_ratio = ideal_s / read_s
 
     # The baseline: every tile of every layer, both devices of each pair, relaxed per image (r_driver = r_sense = 0,
     # as above), each layer fed the ideal network's activations; the first layer's currents are checked against
@@ -167,13 +173,14 @@ def test_linear_mode_against_ideal_numpy_and_a_per_vector_solve(benchmark):
     nonlinear_chip.forward(x[:BASELINE_IMAGES])
     nonlinear_per_image = (time.perf_counter() - started) / BASELINE_IMAGES
     benchmark.extra_info.update(
-        ratio_to_ideal=ratio, program_s=program_s, images_per_s=IMAGES / simulated_s,
+        ratio_to_ideal=ratio, read_alone_ratio_to_ideal=read_ratio, program_s=program_s, images_per_s=IMAGES / simulated_s,
         baseline_images_per_s=1 / baseline_per_image, baseline_sweeps=float(np.mean(sweeps)), speedup=speedup,
         speedup_with_programming=speedup_with_programming, nonlinear_images_per_s=1 / nonlinear_per_image,
         nonlinear_speedup=baseline_per_image / nonlinear_per_image,
     )
     print(f"\nMLP, 256 x 256 tiles, {R_OHM:g} ohm segments. Linear mode: {IMAGES / simulated_s:,.0f} images/s, "
-          f"{ratio:.2f} of ideal float32 numpy ({IMAGES / ideal_s:,.0f} images/s); programming {program_s:.2f} s. "
+          f"{ratio:.2f} of ideal float32 numpy ({IMAGES / ideal_s:,.0f} images/s), the energy of every read counted; "
+          f"the reads alone {read_ratio:.2f}; programming {program_s:.2f} s. "
           f"Baseline per-vector relaxation (linear devices, whole network): {1 / baseline_per_image:,.2f} images/s "
           f"({np.mean(sweeps):.0f} sweeps per tile); linear mode {speedup:,.0f}x faster, "
           f"{speedup_with_programming:,.0f}x with programming amortised over {IMAGES:,} images. Nonlinear (sinh) "

@@ -62,11 +62,9 @@ def read(
     if counts is not None:
         counts.vectors += x.shape[0]
         if array is not None and array.forms is not None:
-            # Inputs x / x_max drive the rows, the bias row at 1.
-            driven = x * np.float32(1.0 / x_scale)
-            if bias_row:
-                driven = np.hstack([driven, np.ones((x.shape[0], 1), np.float32)])
-            devices, wires = array.dissipation([driven])  # type: ignore[attr-defined]
+            # Inputs x / x_max drive the rows (given as x, the scale taken out of the sum), the bias row at 1.
+            driven = np.hstack([x, np.full((x.shape[0], 1), x_scale, np.float32)]) if bias_row else x
+            devices, wires = array.dissipation([driven], x_scale)  # type: ignore[attr-defined]
             counts.cell_x2g_us += devices
             counts.wire_x2g_us += wires
         else:

@@ -290,18 +290,23 @@ class NodalArray(DenseArray):
                 self.forms[t][1][...] += q_wire / SIEMENS_PER_US
         return out
 
-    def dissipation(self, inputs: list[np.ndarray]) -> tuple[float, float]:
+    def dissipation(self, inputs: list[np.ndarray], scale: float = 1.0) -> tuple[float, float]:
         """(devices, wires): sum over the batch, the input slices and the row tiles of x^T Q x (uS, x the
-        normalised inputs of each input slice, (n, n_rows), in units of V_read)."""
+        normalised inputs of each input slice, (n, n_rows), in units of V_read), for inputs given as ``scale``
+        times x (float32).
+
+        The forms are dense (the currents of all rows share the column wires), so this is the inputs' Gram matrix
+        per row tile, n R^2 operations: about as much as the read's own product for a square tile.
+        """
         assert self.forms is not None
         devices = wires = 0.0
         for x in inputs:
             for (r0, r1), (q_dev, q_wire) in zip(self.row_tiles, self.forms):
-                part = x[:, r0:r1].astype(np.float64)
-                gram = part.T @ part
-                devices += float((q_dev * gram).sum())
-                wires += float((q_wire * gram).sum())
-        return devices, wires
+                part = x[:, r0:r1]  # a view: BLAS takes its row stride as is
+                gram = (part.T @ part).astype(np.float64)  # float32 products, traces in float64
+                devices += float(np.vdot(q_dev, gram))
+                wires += float(np.vdot(q_wire, gram))
+        return devices / scale**2, wires / scale**2
 
     def operand(self, s: int, o: int) -> np.ndarray:
         """V_read x the transfer matrices of ADC input ``o`` of weight slice ``s`` (uA at full input), float32."""
