@@ -53,6 +53,7 @@ from ._files import sha256_of
 from ._isolated import die_with_parent
 from .errors import ConfigError, XbarError
 from .results import ResultsFile, format_value, header, task_key
+from .train import MAX_SEED
 
 if TYPE_CHECKING:
     from .config import Hardware
@@ -80,8 +81,6 @@ TABLE_KEY = "device.table"
 MAX_TASKS = 1_000_000
 """Most tasks a sweep may have unless raised (``--max-tasks``): a resumed sweep keeps the key of every
 row done in memory (about 0.3 kB each), and a million tasks of even 10 ms is hours on a few cores."""
-MAX_SEED = 2**63 - 1
-"""Largest ``seed`` (chip seeds are 63-bit hashes of it)."""
 STOP_POLL_S = 0.2
 """How often a running sweep looks for a stop signal (s)."""
 STOP_GRACE_S = 2.0

@@ -27,6 +27,7 @@ from .nets.network import Network
 MAX_LR = 10.0
 """Largest Adam learning rate accepted: far above any that trains, low enough to stay finite."""
 MAX_SEED = 2**63 - 1
+"""Largest seed of a training run, a chip or a sweep (chip seeds are 63-bit hashes of it)."""
 MAX_HIDDEN = 65536
 """Widest MLP hidden layer (its 784 x hidden float32 kernel is then 205 MB)."""
 MAX_BATCH = 60000

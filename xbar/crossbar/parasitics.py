@@ -12,7 +12,8 @@ solution is u_i = P_i v_i + q_i V_i (:func:`row_response`, a Numba kernel). Put 
 equations, it leaves a block-tridiagonal system in the rows, blocks C x C (dense: diag(c_i + G_i) - G_i P_i)
 coupled by -g_col I. Block elimination from the far end toward the sensed row, carrying one right-hand side
 per driven row, gives the sensed row's voltages for every input at once, and no back substitution is
-needed: R C^3 + R^2 C^2 / 2 operations per tile (0.1 s for 256 x 256 here), float64 LAPACK through numpy.
+needed: R C^3 + R^2 C^2 / 2 operations per tile (1.5 s for 256 x 256 on one core here), float64 LAPACK
+through numpy.
 A zero resistance is an ideal connection: its nodes merge (a row or column wire of zero resistance is one
 node; a zero driver or sense resistance holds its node at V_i or 0 V).
 """
