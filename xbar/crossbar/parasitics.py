@@ -63,6 +63,42 @@ def _conductance(resistance_ohm: float) -> float:
     return np.inf if resistance_ohm == 0 else 1.0 / resistance_ohm
 
 
+def _conductances(parasitics: Parasitics) -> tuple[float, float, float, float]:
+    """(g_row, g_col, g_driver, g_sense) in S, ``inf`` for a zero resistance."""
+    return (
+        _conductance(parasitics.r_row_ohm),
+        _conductance(parasitics.r_col_ohm),
+        _conductance(parasitics.r_driver_ohm),
+        _conductance(parasitics.r_sense_ohm),
+    )
+
+
+def _flips(parasitics: Parasitics) -> tuple[bool, bool]:
+    """(rows, columns) to mirror: the solvers drive rows from column 0 and sense columns at the last row, and
+    the other ends are mirror images of that."""
+    return parasitics.sense_end == SenseEnd.TOP, parasitics.drive_end == DriveEnd.RIGHT
+
+
+def _oriented_siemens(g_us: np.ndarray, parasitics: Parasitics) -> np.ndarray:
+    """A tile's conductances in S (float64, C-contiguous), mirrored into the solvers' orientation."""
+    flip_rows, flip_cols = _flips(parasitics)
+    g = np.asarray(g_us, np.float64)
+    g = g[::-1] if flip_rows else g
+    return np.ascontiguousarray(g[:, ::-1] if flip_cols else g) * SIEMENS_PER_US
+
+
+def _column_block(g_row: np.ndarray, p: np.ndarray, i: int, n_rows: int, g_col: float, g_sense: float) -> np.ndarray:
+    """Row i's block of the column-node equations once its row nodes are eliminated: diag(c_i + G_i) - G_i P_i,
+    c_i the column wire to each neighbouring row and, on the sensed row, the sense resistor."""
+    diagonal = g_row + g_col * ((i > 0) + (i < n_rows - 1)) + (g_sense if i == n_rows - 1 else 0.0)
+    return np.diag(diagonal) - g_row[:, None] * p
+
+
+def _one_node_columns(g: np.ndarray, responses: list, g_sense: float) -> np.ndarray:
+    """The column nodes' equations when every column wire is one node (zero r_col): (C, C)."""
+    return np.diag(g.sum(axis=0) + g_sense) - sum(g[i][:, None] * responses[i][0] for i in range(g.shape[0]))
+
+
 def tile_transfer(g_us: np.ndarray, parasitics: Parasitics) -> np.ndarray:
     """The transfer matrix T (uS, float64, (R, C)) of a tile of conductances ``g_us``: I_j = sum_i T_ij V_i.
 
@@ -71,18 +107,8 @@ def tile_transfer(g_us: np.ndarray, parasitics: Parasitics) -> np.ndarray:
     g = np.asarray(g_us, np.float64)
     if not parasitics.active:
         return g.copy()
-    # Solved with rows driven from column 0 and columns sensed at the last row; other ends are mirror images.
-    flip_cols = parasitics.drive_end == DriveEnd.RIGHT
-    flip_rows = parasitics.sense_end == SenseEnd.TOP
-    g = g[::-1] if flip_rows else g
-    g = g[:, ::-1] if flip_cols else g
-    transfer = _solve(
-        np.ascontiguousarray(g) * SIEMENS_PER_US,
-        _conductance(parasitics.r_row_ohm),
-        _conductance(parasitics.r_col_ohm),
-        _conductance(parasitics.r_driver_ohm),
-        _conductance(parasitics.r_sense_ohm),
-    )
+    flip_rows, flip_cols = _flips(parasitics)
+    transfer = _solve(_oriented_siemens(g, parasitics), *_conductances(parasitics))
     transfer = transfer[:, ::-1] if flip_cols else transfer
     transfer = transfer[::-1] if flip_rows else transfer
     return np.ascontiguousarray(transfer) / SIEMENS_PER_US
@@ -99,8 +125,7 @@ def _solve(g: np.ndarray, g_row: float, g_col: float, g_driver: float, g_sense: 
     if np.isinf(g_col):  # every column wire is one node
         if np.isinf(g_sense):  # held at 0 V: each device's current goes straight to the amplifier
             return np.array(rhs)
-        block = np.diag(g.sum(axis=0) + g_sense) - sum(g[i][:, None] * responses[i][0] for i in range(n_rows))
-        v = np.linalg.solve(block, np.array(rhs).T)  # (C, R): the column nodes for each driven row
+        v = np.linalg.solve(_one_node_columns(g, responses, g_sense), np.array(rhs).T)  # (C, R): per driven row
         return (g_sense * v).T
     # Free rows of column nodes: all, or all but the sensed row when the amplifier holds it at 0 V.
     free = n_rows if not np.isinf(g_sense) else n_rows - 1
@@ -111,9 +136,7 @@ def _solve(g: np.ndarray, g_row: float, g_col: float, g_driver: float, g_sense: 
     carried = np.zeros((n_cols, free))  # one right-hand side per driven row, eliminated down to the current row
     inverse = np.empty((n_cols, n_cols))
     for i in range(free):
-        neighbours = (i > 0) + (i < n_rows - 1)
-        diagonal = g[i] + g_col * neighbours + (g_sense if i == n_rows - 1 else 0.0)
-        block = np.diag(diagonal) - g[i][:, None] * responses[i][0]
+        block = _column_block(g[i], responses[i][0], i, n_rows, g_col, g_sense)
         if i > 0:
             block -= g_col * g_col * inverse
             carried[:, :i] = g_col * (inverse @ carried[:, :i])
@@ -133,19 +156,8 @@ def tile_power(g_us: np.ndarray, parasitics: Parasitics) -> tuple[np.ndarray, np
     forward and then back, with checkpoints every sqrt(R) rows so that memory stays at about 2 sqrt(R) (C^2 + C R)
     numbers; the forms sum g (difference of the node voltages)^2 over every device and wire segment.
     """
-    g = np.asarray(g_us, np.float64)
-    flip_cols = parasitics.drive_end == DriveEnd.RIGHT
-    flip_rows = parasitics.sense_end == SenseEnd.TOP
-    g = g[::-1] if flip_rows else g
-    g = np.ascontiguousarray(g[:, ::-1] if flip_cols else g) * SIEMENS_PER_US
-    q_dev, q_wire = _power(
-        g,
-        _conductance(parasitics.r_row_ohm),
-        _conductance(parasitics.r_col_ohm),
-        _conductance(parasitics.r_driver_ohm),
-        _conductance(parasitics.r_sense_ohm),
-    )
-    if flip_rows:  # the inputs are the rows: reorder both axes of the forms
+    q_dev, q_wire = _power(_oriented_siemens(g_us, parasitics), *_conductances(parasitics))
+    if _flips(parasitics)[0]:  # the inputs are the rows: reorder both axes of the forms
         q_dev, q_wire = q_dev[::-1, ::-1], q_wire[::-1, ::-1]
     return np.ascontiguousarray(q_dev), np.ascontiguousarray(q_wire)
 
@@ -192,8 +204,7 @@ def _power(g, g_row, g_col, g_driver, g_sense) -> tuple[np.ndarray, np.ndarray]:
         if np.isinf(g_sense):
             volts = np.zeros((n_cols, n_rows))
         else:
-            nodes = np.diag(g.sum(axis=0) + g_sense) - sum(g[i][:, None] * responses[i][0] for i in range(n_rows))
-            volts = np.linalg.solve(nodes, np.array(rhs).T)
+            volts = np.linalg.solve(_one_node_columns(g, responses, g_sense), np.array(rhs).T)
             q_wire += g_sense * (volts.T @ volts)
         for i in range(n_rows):
             _row_power(g[i], responses[i], volts, i, g_row, g_driver, q_dev, q_wire)
@@ -206,13 +217,9 @@ def _power(g, g_row, g_col, g_driver, g_sense) -> tuple[np.ndarray, np.ndarray]:
     if free == 0:
         return q_dev, q_wire
 
-    def block(i: int) -> np.ndarray:
-        diagonal = g[i] + g_col * ((i > 0) + (i < n_rows - 1)) + (g_sense if i == n_rows - 1 else 0.0)
-        return np.diag(diagonal) - g[i][:, None] * responses[i][0]
-
     def forward(i: int, inverse_before, carried_before):
         """Row i of the elimination: (D_i^-1, Y_i), the Y of every driven row as columns (C, R)."""
-        a = block(i)
+        a = _column_block(g[i], responses[i][0], i, n_rows, g_col, g_sense)
         carried = np.zeros((n_cols, n_rows))
         if i > 0:
             a -= g_col * g_col * inverse_before
@@ -349,17 +356,11 @@ def nonlinear_currents(
     conductances ``g_us`` (R, C) for each row of ``volts`` (n, R), by Newton line relaxation per input vector to
     ``parasitics.tolerance_v``. Not converged in ``parasitics.max_sweeps`` sweeps: an :class:`XbarError` naming
     ``where`` and the residual. Needs r_row and r_col above zero (the configuration checks it)."""
-    g = np.asarray(g_us, np.float64) * SIEMENS_PER_US
-    flip_cols = parasitics.drive_end == DriveEnd.RIGHT
-    flip_rows = parasitics.sense_end == SenseEnd.TOP
-    g = g[::-1] if flip_rows else g
-    g = np.ascontiguousarray(g[:, ::-1] if flip_cols else g)
+    flip_rows, flip_cols = _flips(parasitics)
+    g = _oriented_siemens(g_us, parasitics)
     out = np.empty((volts.shape[0], g.shape[1]))
     args = (
-        1.0 / parasitics.r_row_ohm,
-        1.0 / parasitics.r_col_ohm,
-        _conductance(parasitics.r_driver_ohm),
-        _conductance(parasitics.r_sense_ohm),
+        *_conductances(parasitics),
         float(a_per_v),
         float(parasitics.tolerance_v),
         int(parasitics.max_sweeps),
