@@ -154,3 +154,17 @@ def test_scale_acts_after_the_adc_in_the_converter_path(layer):
     assert alpha is not None and np.ptp(alpha) > 0.01
     expected = (drifted(x) - bias) * alpha + bias
     np.testing.assert_allclose(compensated(x), expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+
+
+def test_known_inputs_are_those_each_read_saw_even_from_a_reused_buffer():
+    """The Mosaic core feeds its product the same buffer at every step: the recorder keeps each step's values
+    (for the DAC range and the compensation's known inputs), not the last step's many times."""
+    from xbar.crossbar.periphery import InputRecorder
+
+    recorder = InputRecorder(lambda z: z)
+    buffer = np.zeros((2, 3), np.float32)
+    for step in range(3):
+        buffer[:] = step + 1
+        recorder(buffer)
+    assert [float(x.max()) for x in recorder.inputs] == [1.0, 2.0, 3.0]
+    assert recorder.reference_inputs().tolist() == [[1.0] * 3] * 2 + [[2.0] * 3] * 2 + [[3.0] * 3] * 2

@@ -36,17 +36,17 @@ class InputRange:
 
 
 class InputRecorder:
-    """An ideal product that records the |inputs| it sees, for the DAC range of its layer."""
+    """An ideal product that records the inputs it sees: for the DAC range of its layer and the known inputs of
+    its drift compensation."""
 
     def __init__(self, ideal: Matmul):
         self.ideal = ideal
-        self.abs_values: list[np.ndarray] = []
         self.inputs: list[np.ndarray] = []
         self.negative = False
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        self.abs_values.append(np.abs(x).ravel())
-        self.inputs.append(x)
+        # A copy: a layer may pass the same buffer again with other values (the Mosaic core, step by step).
+        self.inputs.append(x.copy())
         self.negative |= bool((x < 0).any())
         return self.ideal(x)
 
@@ -56,7 +56,7 @@ class InputRecorder:
 
     def input_range(self, dac: DAC) -> InputRange:
         """The layer's DAC range under ``dac.range`` from what was recorded."""
-        values = np.concatenate(self.abs_values)
+        values = np.abs(np.concatenate([x.ravel() for x in self.inputs]))
         if dac.range == DACRange.FIXED:
             x_max = dac.x_max
         elif dac.range == DACRange.PERCENTILE:
