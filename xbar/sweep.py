@@ -52,28 +52,16 @@ from typing import TYPE_CHECKING, Any
 from ._files import sha256_of
 from ._isolated import die_with_parent
 from .errors import ConfigError, XbarError
-from .results import ResultsFile, format_value, header, task_key
+from .results import COMPARED_SPEC_KEYS, ResultsFile, format_value, header, task_key
 from .train import MAX_SEED
 
 if TYPE_CHECKING:
     from .config import Hardware
 
 PAPER_KNOBS = ("sigma_syn", "sigma_te", "syn_mode")
-SPEC_KEYS = {
-    "name",
-    "weights",
-    "hardware",
-    "seeds",
-    "seed",
-    "limit",
-    "dataset",
-    "data",
-    "data_layout",
-    "data_scale",
-    "set",
-    "grid",
-    "batch_size",
-}
+SPEC_KEYS = {*COMPARED_SPEC_KEYS, "name", "hardware", "batch_size"}
+"""Every key a spec may have: those that decide its rows (:data:`xbar.results.COMPARED_SPEC_KEYS`) and three
+that do not."""
 DATA_KEYS = ("data_layout", "data_scale")
 """Spec keys that describe the ``data`` file, and so need it."""
 TABLE_KEY = "device.table"
