@@ -10,7 +10,7 @@ from xbar.config import (ADC, DAC, Energy, Hardware, Mapping, Subtract, Tile,
                          resolve)
 from xbar.crossbar import program
 from xbar.energy import PARTS, energy_report
-from xbar.reproduce import table3
+from xbar.energy_check import paper_counts, table3
 from xbar.nets import Network, build
 from xbar.nets.layers import Dense, Flatten
 
@@ -69,7 +69,7 @@ def test_conv_and_mosaic_vectors_per_image():
 
 
 def test_table_iii_reproduced(shipped_weights):
-    rows = table3(shipped_weights, n_images=100)
+    rows = table3(paper_counts(shipped_weights, n_images=100))
     assert len(rows) == 6
     for row in rows:
         assert abs(row["relative_difference"]) < 0.10, row

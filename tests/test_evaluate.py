@@ -44,13 +44,16 @@ def test_summary_statistics_against_numpy_and_the_t_quantile(accuracies):
                              energy=_energy(1e-9 * (i + 1), scale=i + 1)) for i, a in enumerate(accuracies))
     summary = RunSummary(hardware=None, sigma_te=0.0, seed=3, chips=chips, seconds=9.0)
     mean, std = np.mean(accuracies), np.std(accuracies, ddof=1)
+    # The interval is the t interval on the logit scale (delta method), mapped back: logit(m) +- t se / (m (1 - m)).
     # The stats table holds t to 3 decimals: 4.303 against 4.30265 (df = 2), 12.706 against 12.7062 (df = 1).
-    half = _t975_exact(n - 1) * std / math.sqrt(n)
+    half = _t975_exact(n - 1) * std / math.sqrt(n) / (mean * (1 - mean))
+    centre = math.log(mean / (1 - mean))
     assert summary.accuracy == pytest.approx(mean, rel=1e-12)
     assert summary.accuracy_std == pytest.approx(std, rel=1e-12)
     low, high = summary.accuracy_ci95
-    assert (high - low) / 2 == pytest.approx(half, rel=2e-4)
-    assert (low + high) / 2 == pytest.approx(mean, rel=1e-12)
+    assert 0 < low < mean < high < 1
+    assert math.log(low / (1 - low)) == pytest.approx(centre - half, rel=2e-4)
+    assert math.log(high / (1 - high)) == pytest.approx(centre + half, rel=2e-4)
     assert summary.accuracies == accuracies and summary.chip_seeds == [100 + i for i in range(n)]
     assert summary.n_images == 200
     assert summary.images_per_second == pytest.approx(200 * n / sum(0.25 * (i + 1) for i in range(n)))
@@ -129,3 +132,11 @@ def test_with_sigma_syn_sets_additive_noise_where_asked():
     assert (static.device.prog_sigma, static.device.read_sigma) == (0.03, hw.device.read_sigma)
     assert (read.device.read_sigma, read.device.prog_sigma) == (0.03, hw.device.prog_sigma)
     assert static.to_dict()["device"]["prog_model"] == read.to_dict()["device"]["read_model"] == "additive"
+
+
+def test_interval_of_a_few_spread_chips_stays_inside_0_and_1():
+    # Three chips at 34%, 100% and 100%: the plain t interval of the mean is about [-0.2, 1.76]; accuracy is a
+    # fraction, so the interval (on the logit scale) must stay inside [0, 1] and contain the mean.
+    chips = tuple(ChipResult(accuracy=a, n_images=100, seconds=1.0, seed=i) for i, a in enumerate((0.34, 1.0, 1.0)))
+    low, high = RunSummary(hardware=None, sigma_te=0.0, seed=0, chips=chips, seconds=1.0).accuracy_ci95
+    assert 0 < low < np.mean([0.34, 1.0, 1.0]) < high < 1

@@ -6,7 +6,7 @@ import pytest
 
 from xbar import io
 from xbar.errors import XbarError
-from xbar.nets import LAYER_KINDS, Conv2D, Dense, Flatten, MaxPool2D, Mosaic, Network, build, cnn, mlp, rnn
+from xbar.nets import LAYER_KINDS, Conv2D, Dense, Flatten, MaxPool2D, Mosaic, Network, build, cnn, mlp, rnn, srnn
 from xbar.nets.layers import (Activation, Add, AvgPool2D, Concat, GlobalAvgPool2D, Identity, Reshape)
 from xbar.nets.layers import im2col_3x3_same
 
@@ -27,6 +27,45 @@ def test_rnn_core_is_301_by_400_with_the_papers_feedback(timesteps, feedback):
     assert core.kernel.shape == (301, 400) and core.bias is None
     assert core.feedback == feedback and core.n_step == 784 // timesteps
     assert readout.kernel.shape == (400, 10) and readout.bias.shape == (10,)
+
+
+@pytest.mark.parametrize("timesteps", [7, 14, 28, 56])
+def test_plain_rnn_parameter_counts_are_the_papers(timesteps):
+    # The paper's RNN counts (118,37x at t = 7, 158,656 at t = 56) are U (U + M/t + 1) + 10 U + 10 with
+    # U = 400 - M/t (NOTES.md); computed here from that formula, not from the network.
+    units = 400 - 784 // timesteps
+    expected = units * (units + 784 // timesteps + 1) + 10 * units + 10
+    net = srnn(timesteps=timesteps)
+    assert net.n_params == expected
+    core, readout = net.weight_layers
+    assert core.kernel.shape == (784 // timesteps + units, units) and core.feedback == units
+    assert core.bias.shape == (units,) and readout.kernel.shape == (units, 10)
+    assert {7: 118_378, 56: 158_656}.get(timesteps, expected) == expected
+
+
+def test_plain_rnn_is_a_simple_rnn_loop(rng):
+    # h_s = brelu([x_s, h_(s-1)] W + b), h_0 = 0, then the readout: a plain loop over the steps.
+    net = srnn(timesteps=14, seed=3)
+    x = rng.random((5, 28, 28), dtype=np.float32)
+    core, readout = net.weight_layers
+    flat = x.reshape(5, -1).astype(np.float64)
+    h = np.zeros((5, core.feedback))
+    for step in range(14):
+        z = np.hstack([flat[:, step * 56 : (step + 1) * 56], h]) @ core.kernel + core.bias
+        h = np.clip(z, 0.0, 1.0)
+    expected = h @ readout.kernel + readout.bias
+    np.testing.assert_allclose(net.forward(x), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name, params",
+    [("mlp128-mnist.h5", 101_770), ("srnn-mnist-t7.h5", 118_378), ("srnn-fashion-mnist-t56.h5", 158_656)],
+)
+def test_shipped_readings_have_the_papers_sizes(name, params, shipped_weights):
+    path = shipped_weights / name
+    if not path.exists():
+        pytest.skip(f"{name} not trained yet (docs/recipes/train_readings.sh)")
+    assert io.load(path).n_params == params
 
 
 @pytest.mark.parametrize("timesteps", [0, 5, 2])

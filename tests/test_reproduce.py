@@ -4,6 +4,7 @@ import csv
 import math
 import re
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,45 +51,80 @@ def test_reproduce_table3_writes_csv_png_markdown(tmp_path):
         assert total == pytest.approx(vmm + neurons, rel=1e-12)
         assert float(row["relative_difference"]) == pytest.approx(total / paper - 1, rel=1e-12, abs=1e-15)
         assert f"| {row['system']} | {total * 1e9:.4g} nJ |" in markdown
+    # The two checks that can fail: the out-of-sample predictions and the component model, each total its parts.
+    with open(tmp_path / "table3-out-of-sample.csv", newline="") as fh:
+        checks = list(csv.DictReader(fh))
+    assert sorted(r["system"] for r in checks) == sorted(r["system"] for r in rows)
+    for r in checks:
+        predicted, paper = float(r["predicted_total_j"]), float(r["paper_total_j"])
+        assert float(r["relative_error"]) == pytest.approx(predicted / paper - 1, rel=1e-12, abs=1e-15)
+        assert r["system"].split()[0] not in r["fitted_on"].split("+")
+    with open(tmp_path / "table3-components.csv", newline="") as fh:
+        components = list(csv.DictReader(fh))
+    for r in components:
+        parts = sum(float(r[f"{k}_j"]) for k in ("array", "dac", "adc", "neurons", "digital", "wires"))
+        assert float(r["total_j"]) == pytest.approx(parts, rel=1e-12)
+        assert f"| {r['system']} | {float(r['total_j']) * 1e9:.4g} nJ |" in markdown
+
+
+def _logit_interval(values):
+    """Independent of xbar.stats: the mean of ``values`` and its t interval on the logit scale, mapped back."""
+    n, mean, std = len(values), float(np.mean(values)), float(np.std(values, ddof=1))
+    if std == 0 or mean in (0.0, 1.0):
+        return mean, mean, mean
+    t = {1: math.tan(math.pi * 0.475), 2: 4.302653}[n - 1]  # df = 1 is Cauchy
+    half = t * std / math.sqrt(n) / (mean * (1 - mean))
+    centre = math.log(mean / (1 - mean))
+    return mean, 1 / (1 + math.exp(-(centre - half))), 1 / (1 + math.exp(-(centre + half)))
 
 
 def test_reproduce_table2_small(tmp_path, monkeypatch):
-    # The real target uses all 10,000 images and 10 chips; the machinery is the same with fewer.
-    original = reproduce.spec_for
+    # The real target runs the three networks on all 10,000 images; the machinery is the same with the MLP on a few.
+    original = reproduce.sweeps_for
 
-    def small(target, seeds):
-        spec = original(target, seeds)
-        return Spec(spec.weights, spec.hardware, spec.overrides, spec.grid, spec.seeds, spec.seed, 60, None)
+    def small(target, chips, full=False):
+        return {k: replace(v, limit=60) for k, v in original(target, chips, full).items()}
 
-    monkeypatch.setattr(reproduce, "spec_for", small)
+    monkeypatch.setattr(reproduce, "sweeps_for", small)
+    monkeypatch.setattr(reproduce, "PAPER_ARCHS", ("mlp",))
     files = reproduce.reproduce("table2", tmp_path, seeds=2, workers=2)
-    assert [f.name for f in files] == ["table2.csv", "table2.png", "table2.md"]
-    rows = (tmp_path / "table2.csv").read_text().strip().splitlines()
-    assert len(rows) == 1 + 6 * 4 * 2
-    # Our numbers in the markdown are the CSV's, recomputed here: mean and Student-t 95% CI over the 2 chips.
-    accuracies = defaultdict(list)
-    with open(tmp_path / "table2.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            point = (Path(row["weights"]).name, float(row["sigma_syn"]), float(row["sigma_te"]))
-            accuracies[point].append(float(row["accuracy"]))
-    t975_df1 = math.tan(math.pi * 0.475)  # 12.706: with 1 degree of freedom t is Cauchy
-    cell = re.compile(r"(-?[\d.]+) \[(-?[\d.]+), (-?[\d.]+)\] / ([\d.]+)$")
+    assert [f.name for f in files] == ["table2.csv", "table2.png", "table2-read.csv", "table2-read.png", "table2.md"]
+    n_seeds = len(reproduce.TRAINING_SEEDS)
+    assert len(read_rows(tmp_path / "table2.csv")) == 2 * n_seeds * 4 * 2
+    read = read_rows(tmp_path / "table2-read.csv")
+    assert len(read) == 2 * n_seeds * 2 * 2 and {r["syn_mode"] for r in read} == {"read"}
+    # The markdown's cells are the CSVs' accuracies, recomputed here: per training seed the mean over its 2 chips,
+    # then the mean of the seed means and its interval (t with df = seeds - 1 on the logit scale).
+    accuracies = defaultdict(lambda: defaultdict(list))
+    for row in read_rows(tmp_path / "table2.csv") + read:
+        name = Path(row["weights"]).name
+        seed = int(name[:-3].rpartition("-s")[2]) if "-s" in name else 0
+        stem = name if seed == 0 else name.replace(f"-s{seed}", "")
+        point = (stem, float(row["sigma_syn"]), float(row["sigma_te"]), row.get("syn_mode", "static"))
+        accuracies[point][seed].append(float(row["accuracy"]))
+    cell = re.compile(r"(-?[\d.]+)(?: \[(-?[\d.]+), (-?[\d.]+)\])? / ([\d.]+)$")
     label = {v: k for k, v in reproduce.DATASET_LABEL.items()}
-    points = ((0.0, 0.0), (reproduce.SIGMA, 0.0), (0.0, reproduce.SIGMA), (reproduce.SIGMA, reproduce.SIGMA))
-    lines = [line for line in (tmp_path / "table2.md").read_text().splitlines() if re.match(r"\| (MLP|RNN|CNN) ", line)]
-    assert len(lines) == 6
+    s, z = reproduce.SIGMA, 0.0
+    columns = [(z, z, "static"), (s, z, "static"), (s, z, "read"), (z, s, "static"), (s, s, "static"), (s, s, "read")]
+    markdown = (tmp_path / "table2.md").read_text()
+    lines = [line for line in markdown.splitlines() if re.match(r"\| MLP (MNIST|F-MNIST) \|", line)]
+    assert len(lines) == 2
     for line in lines:
         name, *cells = [c.strip() for c in line.strip("|").split("|")]
-        arch, dataset = name.split(" ")[0].lower(), label[name.split(" ")[1]]
-        paper = [reproduce.PAPER_NOISE_FREE[(arch, dataset)], *reproduce.PAPER_TABLE2[(arch, dataset)]]
-        for text, (syn, te), paper_value in zip(cells, points, paper):
-            accs = accuracies[(reproduce.weights_name(arch, dataset, timesteps=7), syn, te)]
-            mean, half = np.mean(accs), t975_df1 * np.std(accs, ddof=1) / math.sqrt(len(accs))
-            ours = [float(v) for v in cell.match(text).groups()]
-            # Printed to 2 decimals; the table's t (12.706) is within 2e-5 (relative) of the exact one.
-            expected = [100 * mean, 100 * (mean - half), 100 * (mean + half)]
-            assert ours[:3] == pytest.approx(expected, abs=0.006, rel=1e-4)
-            assert ours[3] == paper_value
+        dataset = label[name.split(" ")[1]]
+        paper = reproduce.PAPER_TABLE2[("mlp", dataset)]
+        papers = [reproduce.PAPER_NOISE_FREE[("mlp", dataset)], paper[0], paper[0], paper[1], paper[2], paper[2]]
+        for text, (syn, te, mode), paper_value in zip(cells, columns, papers):
+            seeds = accuracies[(reproduce.table2_name("mlp", dataset), syn, te, mode)]
+            assert sorted(seeds) == list(reproduce.TRAINING_SEEDS)
+            means = [np.mean(seeds[k]) for k in sorted(seeds)]
+            ours = cell.match(text).groups()
+            mean, low, high = _logit_interval(means)
+            assert float(ours[0]) == pytest.approx(100 * mean, abs=0.006)
+            assert [float(ours[1]), float(ours[2])] == pytest.approx([100 * low, 100 * high], abs=0.006)
+            assert float(ours[3]) == paper_value
+    assert "## Which reading of sigma_syn reproduces the paper" in markdown
+    assert markdown.count("| **claim** |") >= 2 * 2  # two claims with MLP cases, in each reading
 
 
 def test_missing_weights_name_the_recipe(monkeypatch, tmp_path):

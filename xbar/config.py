@@ -110,6 +110,13 @@ class DriftCompensation(str, Enum):
 IV_MODELS = ("linear", "sinh")
 """Device current-voltage laws (:attr:`Device.iv_model`)."""
 
+READ_CLIPS = ("none", "zero", "range")
+"""Where a noisy read conductance is clipped (:attr:`Device.read_clip`)."""
+
+READ_CLIP_SIGMAS = 8.0
+"""Column-mode read noise is kept on an array only where every device is at least this many read-noise widths
+inside each active clip bound (:attr:`Device.read_clip`): P(Z > 8) = 6e-16 per device read."""
+
 TABLE_READ_MODEL = "table"
 """``device.read_model`` taking read noise from the device table's ``read_sigma_us`` column."""
 
@@ -147,6 +154,15 @@ class Device:
     """Read noise width (fraction; see the module docstring)."""
     read_noise_mode: ReadNoiseMode = ReadNoiseMode.COLUMN
     """Draw read noise per device (reference) or per column (fast, same distribution)."""
+    read_clip: str = "none"
+    """Clipping of each device's noisy conductance at a read: ``none`` (G + sigma z as drawn, possibly below
+    zero), ``zero`` (max(0, G + sigma z), as CrossSim) or ``range`` (clipped to [g_min_us, g_max_us]); each
+    device is clipped before the currents are summed. A clipped sum has no closed-form Gaussian, so with
+    ``read_noise_mode = "column"`` each array read (a row tile of a weight slice, on the devices of one ADC
+    input) keeps the column draw only where every device's programmed conductance G has G - 8 sigma(G) >= the
+    lower bound (and, for ``range``, G + 8 sigma(G) <= g_max_us), :data:`READ_CLIP_SIGMAS` = 8, so that
+    clipping binds with probability below 1e-15 per device read; every other array is read with the
+    device-mode draw. Acts only on reads with read noise (``read_sigma`` > 0)."""
     stuck_on: float = 0.0
     """Fraction of devices stuck at g_max."""
     stuck_off: float = 0.0
@@ -193,6 +209,10 @@ class Device:
             )
         _check(
             self.iv_model in IV_MODELS, f"device.iv_model must be one of {', '.join(IV_MODELS)}, got {self.iv_model!r}"
+        )
+        _check(
+            self.read_clip in READ_CLIPS,
+            f"device.read_clip must be one of {', '.join(READ_CLIPS)}, got {self.read_clip!r}",
         )
         _check(
             math.isfinite(self.iv_a_per_v) and self.iv_a_per_v > 0,
@@ -396,6 +416,10 @@ class Parasitics:
         return any(v > 0 for v in (self.r_row_ohm, self.r_col_ohm, self.r_driver_ohm, self.r_sense_ohm))
 
 
+ENERGY_MODELS = ("calibrated", "components")
+"""Values of :attr:`Energy.model`."""
+
+
 @dataclass(frozen=True)
 class Energy:
     """Constants of the analytic energy model (DESIGN.md section 4; docs/energy.md).
@@ -418,11 +442,19 @@ class Energy:
     """One hidden activation (the paper's 50 fJ per neuron) (fJ)."""
     add_fj: float = 30.0
     """One digital addition after the ADC (a 16-bit add, about 30 fJ at 45 nm) (fJ)."""
+    model: str = "calibrated"
+    """Which constants price the counts: ``calibrated`` (the fields above) or ``components`` (the cited
+    per-component constants of :data:`xbar.energy.COMPONENTS`, which then replace read_fixed_pj, row_pj,
+    adc_fom_fj, t_read_ns, neuron_fj and add_fj; docs/energy.md)."""
 
     def __post_init__(self):
         for name in ("read_fixed_pj", "row_pj", "adc_fom_fj", "t_read_ns", "neuron_fj", "add_fj"):
             _check(getattr(self, name) >= 0, f"energy.{name} must be >= 0, got {getattr(self, name)}")
         _check(1 <= self.nominal_bits <= 24, f"energy.nominal_bits must be in [1, 24], got {self.nominal_bits}")
+        _check(
+            self.model in ENERGY_MODELS,
+            f"energy.model must be one of {', '.join(ENERGY_MODELS)}, got {self.model!r}",
+        )
 
 
 MAX_WEIGHT_STATE_BITS = 32

@@ -14,7 +14,9 @@ hardware alone. Constants: docs/energy.md.
 
 from __future__ import annotations
 
-from .config import Hardware
+from dataclasses import dataclass, fields, replace
+
+from .config import Energy, Hardware
 from .crossbar.counts import ChipCounts, LayerCounts
 
 PARTS = ("array", "dac", "adc", "neurons", "digital", "wires")
@@ -23,9 +25,59 @@ neurons: hidden activations; digital: additions after the ADC; wires: I^2 R in t
 drivers' and the sense amplifiers' resistances (0 for ideal wires; docs/parasitics.md)."""
 
 
+@dataclass(frozen=True)
+class ComponentConstants:
+    """Per-component constants taken from published sources, none fitted (``energy.model = "components"``).
+
+    Sources (docs/energy.md lists them with what was read; "from memory" marks a value not re-checked
+    against the publication here):
+
+    - ``adc_fom_fj``: the 8-bit SAR ADC of L. Kull et al., "A 3.1 mW 8b 1.2 GS/s single-channel
+      asynchronous SAR ADC with alternate comparators for enhanced speed in 32 nm digital SOI CMOS",
+      ISSCC 2013, pp. 468-469 (doi:10.1109/ISSCC.2013.6487818), an ISSCC entry of B. Murmann's "ADC
+      Performance Survey" (github.com/bmurmann/ADC-survey) and the ADC of ISAAC: P / f_s = 3.1 mW /
+      1.2 GS/s = 2.58 pJ per conversion (from its title), which at its Walden figure of merit of about
+      34 fJ/conv-step (ENOB about 6.2; from memory) is that FOM x 2^ENOB. In this model's form,
+      E_adc = adc_fom_fj x 2^bits, that is 2.58 pJ / 2^8 = 10.1 fJ, scaled by 2^bits at other resolutions.
+    - ``row_pj``: ISAAC's row driver (A. Shafiee et al., ISCA 2016, doi:10.1109/ISCA.2016.12, Table I,
+      from memory): 4 mW for the 8 x 128 1-bit DACs of an in-situ multiply-accumulate unit at one
+      100 ns crossbar read, 4 mW x 100 ns / 1024 = 0.39 pJ per row drive (the hwcomponents-library
+      port of ISAAC derives 0.33-0.42 pJ from the same table). One drive per row per read, as our
+      counts charge it; an 8-bit input applied bit-serially as in ISAAC would cost 8 drives.
+    - ``t_read_ns``: ISAAC's 100 ns crossbar read (from memory); it sets the cells' energy
+      (x V_read)^2 G t_read, with V_read and G from the device presets.
+    - ``read_fixed_pj``: 0. No published fixed per-read periphery cost for these arrays was available
+      to cite (sensing is inside the ADC's figure; precharge and control are not counted).
+    - ``neuron_fj``: 50 fJ per bounded-ReLU activation, the paper's own figure (its reference [18]).
+    - ``add_fj``: a 32-bit integer add at 45 nm, 0.1 pJ (M. Horowitz, "Computing's energy problem (and
+      what we can do about it)", ISSCC 2014, doi:10.1109/ISSCC.2014.6757323): partial sums of 8-bit
+      conversions across tiles and slices need more than 16 bits.
+    """
+
+    read_fixed_pj: float = 0.0
+    row_pj: float = 4e-3 * 100e-9 / (8 * 128) * 1e12
+    adc_fom_fj: float = 3.1e-3 / 1.2e9 / 2**8 * 1e15
+    t_read_ns: float = 100.0
+    neuron_fj: float = 50.0
+    add_fj: float = 100.0
+
+
+COMPONENTS = ComponentConstants()
+"""The cited constants of the ``components`` energy model (the same for every technology: the device
+enters through V_read and G of its preset)."""
+
+
+def constants(energy: Energy) -> Energy:
+    """The constants that price the counts: ``energy`` itself for the calibrated model, else ``energy``
+    with the fields of :data:`COMPONENTS` in place of its own."""
+    if energy.model == "calibrated":
+        return energy
+    return replace(energy, **{f.name: getattr(COMPONENTS, f.name) for f in fields(COMPONENTS)})
+
+
 def layer_energy(counts: LayerCounts, hw: Hardware) -> dict[str, float]:
     """Energy of one layer per inference by part (J)."""
-    e, v_read = hw.energy, hw.device.v_read_v
+    e, v_read = constants(hw.energy), hw.device.v_read_v
     cells_j = counts.cell_x2g_us * 1e-6 * v_read**2 * e.t_read_ns * 1e-9
     return {
         "array": counts.array_reads * e.read_fixed_pj * 1e-12 + cells_j,

@@ -246,7 +246,7 @@ def train(
         "torch_threads": torch.get_num_threads(),
         "xbar_version": __version__,
         "python": platform.python_version(),
-        "timesteps": config.timesteps if config.arch == "rnn" else -1,
+        "timesteps": config.timesteps if config.arch in ("rnn", "srnn") else -1,
         "test_accuracy": accuracy(network, test_x, test_y),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

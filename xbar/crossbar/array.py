@@ -19,7 +19,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ..config import Device, MappingScheme, ReadNoiseMode, Subtract
+from ..config import READ_CLIP_SIGMAS, Device, MappingScheme, ReadNoiseMode, Subtract
 from ..errors import ConfigError
 from ..kernels import convert
 from ..kernels.rng import derive_key
@@ -37,6 +37,11 @@ class DenseArray:
     or per column (``column`` mode: the noise-free current plus one Gaussian of
     variance V^2 sum_i x_i^2 sigma_ij^2, the same distribution at a fraction of
     the draws; drawn by :func:`xbar.kernels.convert.read_out`).
+
+    With ``device.read_clip`` each device's noisy conductance is clipped (at 0, or to [g_min, g_max]) before
+    the currents are summed. In column mode an array read (row tile t of weight slice s, on the devices of ADC
+    input o) where clipping can bind (:meth:`clip_binds`) takes the device-mode draw instead, on the device
+    mode's own streams, and no column noise.
 
     Parameters
     ----------
@@ -70,6 +75,15 @@ class DenseArray:
         """Per row tile, (Q_dev, Q_wire) when the dissipation of a read is not the ideal wires' sum x_i^2 G_ij."""
         self.device_mode = self.read_noise and device.read_noise_mode == ReadNoiseMode.DEVICE
         self.uniform_noise = self.read_noise and uniform_read_noise(device)
+        self.read_clip = self.read_noise and device.read_clip != "none"
+        """Whether noisy reads clip each device's conductance (``device.read_clip``)."""
+        self.clip_bounds = (
+            float(device.g_min_us) if device.read_clip == "range" else 0.0,
+            float(device.g_max_us) if device.read_clip == "range" else float("inf"),
+        )
+        """(lo, hi) of the read clipping (uS)."""
+        self.binds = self._clip_binding() if self.read_clip else {}
+        """Per (weight slice, row tile, ADC input), whether read clipping can bind there (:meth:`clip_binds`)."""
         self.tile_starts = np.array([r0 for r0, _ in row_tiles] + [row_tiles[-1][1]], np.int64)
 
     @property
@@ -119,6 +133,32 @@ class DenseArray:
             out.append([sum(np.square(sigma) for sigma in group) for group in groups])
         return out
 
+    def clip_binds(self, s: int, t: int, o: int) -> bool:
+        """Whether read clipping can bind on row tile ``t`` of weight slice ``s``, ADC input ``o``: some device of
+        it (either side of an analog pair) has G - 8 sigma(G) < lo or G + 8 sigma(G) > hi (READ_CLIP_SIGMAS;
+        a Gaussian passes 8 sigma with probability 6e-16). False without read clipping."""
+        return self.binds.get((s, t, o), False)
+
+    def _clip_binding(self) -> dict[tuple[int, int, int], bool]:
+        """:attr:`binds`, from the programmed conductances (worked out once, before any read)."""
+        lo, hi = self.clip_bounds
+        # Per slice and side, per row tile: whether a device of it comes within 8 read-noise widths of a bound.
+        near: list[list[list[bool]]] = []
+        for row in self.conductances:
+            near.append([])
+            for g in row:
+                reach = READ_CLIP_SIGMAS * read_sigmas(g, self.device).astype(np.float64)
+                g64 = g.astype(np.float64)
+                bad = np.any((g64 - reach < lo) | (g64 + reach > hi), axis=1)
+                near[-1].append([bool(bad[r0:r1].any()) for r0, r1 in self.row_tiles])
+        binds = {}
+        for s in range(len(self.conductances)):
+            for t in range(len(self.row_tiles)):
+                for o in range(self.inputs_per_tile):
+                    sides = (0, 1) if self.analog_subtract else (o,)
+                    binds[(s, t, o)] = any(near[s][side][t] for side in sides)
+        return binds
+
     def effective_weights(self, factors: list[float], scale: float) -> np.ndarray:
         """sum over slices and ADC inputs of sign c_s scale V_read G (float64 (n_rows, n_out)): the linear read.
 
@@ -154,8 +194,10 @@ class DenseArray:
             r0, r1 = self.row_tiles[t]
             # A column slice is a valid BLAS operand (leading dimension n_in): no copy.
             x_tile = inputs[k] if single_tile else inputs[k][:, r0:r1]
-            if noise and self.device_mode:
+            if noise and (self.device_mode or self.clip_binds(s, t, o)):
                 self._device_mode_read(x_tile, s, t, k, o, row_ids, currents[p])
+                if column_noise:
+                    std[p] = 0.0  # the device-mode draw replaces the column draw of this read
                 continue
             np.matmul(x_tile, self.operands[s][o][r0:r1], out=currents[p])
             if not column_noise:
@@ -182,6 +224,7 @@ class DenseArray:
         x_tile = np.ascontiguousarray(x_tile)
         sides = (0, 1) if self.analog_subtract else (o,)
         g, sig = self.conductances[s], self._sigmas[s]
+        clip = (self.read_clip, np.float32(self.clip_bounds[0]), np.float32(self.clip_bounds[1]))
         convert.device_noise_product(
             x_tile,
             g[sides[0]][r0:r1],
@@ -189,6 +232,7 @@ class DenseArray:
             self.v_read,
             derive_key(PURPOSE_READ, self.seed, self.layer, s, t, k, o, 0),
             row_ids,
+            *clip,
             out,
         )
         if len(sides) == 2:
@@ -200,6 +244,7 @@ class DenseArray:
                 self.v_read,
                 derive_key(PURPOSE_READ, self.seed, self.layer, s, t, k, o, 1),
                 row_ids,
+                *clip,
                 other,
             )
             out -= other

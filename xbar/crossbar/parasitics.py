@@ -25,7 +25,7 @@ import numpy as np
 
 from .._threads import map_blocks
 from ..config import DriveEnd, Parasitics, SenseEnd
-from ..errors import XbarError
+from ..errors import ConfigError, XbarError
 from ..kernels.parasitics import chain_inverse, chain_solve, nonlinear_tile
 from .array import DenseArray, Partial
 
@@ -263,11 +263,22 @@ class NodalArray(DenseArray):
     A differential pair's G+ and G- sit in two arrays of the block's shape, each solved on its own. Read noise
     is drawn at the outputs, per column, with the variance V^2 sum_i x_i^2 sigma_ij^2 of the devices
     (``device.read_noise_mode = "device"`` included: a per-device draw would need every node's voltage at every
-    read). Takes the :class:`DenseArray` arguments, and ``parasitics`` and the column tiles.
+    read). Takes the :class:`DenseArray` arguments, and ``parasitics`` and the column tiles. So read clipping
+    (``device.read_clip``) is taken only where it cannot bind (:meth:`DenseArray.clip_binds`); elsewhere it is
+    a :class:`ConfigError`.
     """
 
     def __init__(self, *args, parasitics: Parasitics, col_tiles: list[tuple[int, int]]):
         super().__init__(*args)
+        bound = [key for key, binds in self.binds.items() if binds]
+        if bound:
+            s, t, _ = bound[0]
+            r0, r1 = self.row_tiles[t]
+            raise ConfigError(
+                f"device.read_clip = {self.device.read_clip!r} with resistive wires: clipping can bind on layer "
+                f"{self.layer} (weight slice {s}, rows {r0}-{r1 - 1}: a device within 8 read-noise widths of a bound) "
+                "and needs a per-device read, which the nodal solver does not draw; use device.read_clip = none"
+            )
         self.parasitics, self.col_tiles = parasitics, col_tiles
         self.device_mode = False
         self.linear = self.device.iv_model == "linear"

@@ -135,13 +135,17 @@ def column_square_sums(x, out):
 
 
 @pjit
-def device_noise_product(x, g, sigma, v_read, key, row_ids, out):
+def device_noise_product(x, g, sigma, v_read, key, row_ids, clip, lo, hi, out):
     """Device-mode read noise: out[b, j] = V sum_i x[b, i] (g[i, j] + sigma[i, j] z_bij).
 
     z_bij = normal(mix(mix(key, row_ids[b]), i), j): one draw per device per read.
     The reference that column mode is held against; cost is one draw per device.
+    With ``clip`` each device's noisy conductance is clipped to [lo, hi] (float32, uS; hi may be inf) before
+    the currents are summed: out[b, j] = V sum_i x[b, i] clip(g[i, j] + sigma[i, j] z_bij, lo, hi)
+    (``device.read_clip``); without it the sum is formed exactly as it always was.
     """
     rows, cols = g.shape
+    lo, hi = np.float32(lo), np.float32(hi)
     for b in prange(x.shape[0]):
         row_key = mix(key, row_ids[b])
         z = np.empty(cols, np.float32)
@@ -152,7 +156,17 @@ def device_noise_product(x, g, sigma, v_read, key, row_ids, out):
             if xi == 0.0:
                 continue
             normal_fill(mix(row_key, np.uint64(i)), z)
-            for j in range(cols):
-                out[b, j] += xi * (g[i, j] + sigma[i, j] * z[j])
+            if clip:
+                for j in range(cols):
+                    v = g[i, j] + sigma[i, j] * z[j]
+                    # Comparisons, not min/max: a NaN conductance stays NaN (and is caught downstream).
+                    if v < lo:
+                        v = lo
+                    elif v > hi:
+                        v = hi
+                    out[b, j] += xi * v
+            else:
+                for j in range(cols):
+                    out[b, j] += xi * (g[i, j] + sigma[i, j] * z[j])
         for j in range(cols):
             out[b, j] *= v_read

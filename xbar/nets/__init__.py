@@ -1,6 +1,6 @@
 """Numpy networks: layers, the network container and the paper's three builders."""
 
-from .builders import ARCHS, build, cnn, mlp, rnn
+from .builders import ARCHS, build, cnn, mlp, plain_rnn_units, rnn, srnn
 from .layers import (
     LAYER_KINDS,
     Activation,
@@ -29,7 +29,9 @@ __all__ = [
     "build",
     "cnn",
     "mlp",
+    "plain_rnn_units",
     "rnn",
+    "srnn",
     "LAYER_KINDS",
     "Activation",
     "Add",

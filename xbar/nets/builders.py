@@ -1,4 +1,5 @@
-"""The paper's three networks (see ``../shared/paper/NOTES.md``), with fresh random weights.
+"""The paper's three networks (see ``../shared/paper/NOTES.md``), and the other reading of its RNN, with fresh
+random weights.
 
 Weights are drawn as in PyTorch's default initialisation,
 U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from a seeded generator; training
@@ -18,7 +19,7 @@ N_PIXELS = 784
 N_CLASSES = 10
 RNN_CORE_ROWS = 301
 RNN_CORE_COLS = 400
-ARCHS = ("mlp", "cnn", "rnn")
+ARCHS = ("mlp", "cnn", "rnn", "srnn")
 
 
 def _uniform(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int) -> np.ndarray:
@@ -71,9 +72,7 @@ def rnn(dataset: str = "mnist", timesteps: int = 7, seed: int = 0) -> Network:
     outputs of the previous step; the core has no bias (all 301 rows carry
     signals), the readout has one.
     """
-    if timesteps < 1 or N_PIXELS % timesteps:
-        raise XbarError(f"timesteps must divide {N_PIXELS}, got {timesteps}")
-    n_step = N_PIXELS // timesteps
+    n_step = _step_inputs(timesteps)
     feedback = RNN_CORE_ROWS - n_step
     if not 0 <= feedback <= RNN_CORE_COLS:
         raise XbarError(
@@ -90,12 +89,49 @@ def rnn(dataset: str = "mnist", timesteps: int = 7, seed: int = 0) -> Network:
     return Network("rnn", dataset, IMAGE_SHAPE, N_CLASSES, layers, {"timesteps": timesteps})
 
 
+def plain_rnn_units(timesteps: int) -> int:
+    """U = 400 - 784 / ``timesteps``: the units of the plain recurrent layer whose parameter count,
+    U (U + M/t + 1) + 10 U + 10, is the paper's (118,378 at t = 7, 158,656 at t = 56; NOTES.md)."""
+    return RNN_CORE_COLS - _step_inputs(timesteps)
+
+
+def _step_inputs(timesteps: int) -> int:
+    if timesteps < 1 or N_PIXELS % timesteps:
+        raise XbarError(f"timesteps must divide {N_PIXELS}, got {timesteps}")
+    return N_PIXELS // timesteps
+
+
+def srnn(dataset: str = "mnist", timesteps: int = 7, seed: int = 0) -> Network:
+    """The other reading of the paper's RNN: a plain recurrent layer (Keras's SimpleRNN) of U = 400 - M/t units.
+
+    Step s computes h_s = f([x_s ; h_(s-1)] W + b) (h_0 = 0, f the bounded ReLU) with the s-th slice of M/t =
+    784 / ``timesteps`` pixels; a 10-way readout of h_t follows. On the chip it is a :class:`Mosaic` core of
+    M/t + U rows (plus the bias) by U columns that feeds all U outputs back, read ``timesteps`` times.
+    """
+    n_step = _step_inputs(timesteps)
+    units = plain_rnn_units(timesteps)
+    if units < 1:
+        raise XbarError(f"timesteps={timesteps} gives {n_step} pixels per step, leaving no units of 400")
+    rng = np.random.default_rng(seed)
+    rows = n_step + units
+    core = Mosaic(
+        kernel=_uniform(rng, (rows, units), rows),
+        bias=_uniform(rng, (units,), rows),
+        timesteps=timesteps,
+        feedback=units,
+    )
+    layers = [Flatten(), core, _dense(rng, units, N_CLASSES, "linear")]
+    return Network("srnn", dataset, IMAGE_SHAPE, N_CLASSES, layers, {"timesteps": timesteps, "units": units})
+
+
 def build(arch: str, dataset: str = "mnist", *, hidden: int = 300, timesteps: int = 7, seed: int = 0) -> Network:
-    """Build architecture ``arch`` (mlp, cnn or rnn) with fresh weights drawn from ``seed``."""
+    """Build architecture ``arch`` (mlp, cnn, rnn or srnn) with fresh weights drawn from ``seed``."""
     if arch == "mlp":
         return mlp(dataset, hidden, seed)
     if arch == "cnn":
         return cnn(dataset, seed)
     if arch == "rnn":
         return rnn(dataset, timesteps, seed)
+    if arch == "srnn":
+        return srnn(dataset, timesteps, seed)
     raise XbarError(f"unknown architecture {arch!r} (choose from {', '.join(ARCHS)})")
