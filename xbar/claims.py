@@ -78,7 +78,7 @@ def cell(groups: list[list[float]]) -> Cell | None:
 
 
 @dataclass(frozen=True)
-class Test:
+class Check:
     """One case of a claim: a difference (fraction) with its interval and verdict."""
 
     case: str
@@ -93,7 +93,7 @@ class Test:
         return f"{100 * self.mean:+.2f} [{100 * self.ci95[0]:+.2f}, {100 * self.ci95[1]:+.2f}]"
 
 
-def difference(case: str, a: list[list[float]], b: list[list[float]], sign: int) -> Test | None:
+def difference(case: str, a: list[list[float]], b: list[list[float]], sign: int) -> Check | None:
     """The test that a - b has sign ``sign`` (+1: a above b), groups paired by training seed and chip index; None
     when either side was not run or they do not pair."""
     a, b = a[: len(b)], b[: len(a)]
@@ -101,7 +101,7 @@ def difference(case: str, a: list[list[float]], b: list[list[float]], sign: int)
         return None
     d = paired_difference(a, b)
     ci = None if d["ci95"] is None else (d["ci95"][0], d["ci95"][1])
-    return Test(case, d["mean"], ci, verdict(d["ci95"], sign))
+    return Check(case, d["mean"], ci, verdict(d["ci95"], sign))
 
 
 def drops(clean: list[list[float]], noisy: list[list[float]]) -> list[list[float]]:
@@ -110,7 +110,7 @@ def drops(clean: list[list[float]], noisy: list[list[float]]) -> list[list[float
     return [[float(np.mean(c)) - x for x in n] for c, n in zip(clean, noisy)]
 
 
-def combine(tests: list[Test]) -> str:
+def combine(tests: list[Check]) -> str:
     """The verdict of a claim made of several cases: holds if every case holds, does not hold if any does not."""
     verdicts = [t.verdict for t in tests]
     if not verdicts:
@@ -122,7 +122,7 @@ def combine(tests: list[Test]) -> str:
     return "not resolved"
 
 
-def claims_markdown(title: str, claims: list[tuple[str, list[Test]]]) -> list[str]:
+def claims_markdown(title: str, claims: list[tuple[str, list[Check]]]) -> list[str]:
     """A markdown table of ``claims`` (name, cases): each case's difference in points, its interval and verdict,
     and the claim's verdict."""
     lines = [

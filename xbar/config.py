@@ -514,7 +514,8 @@ def describe_errors(hw: Hardware) -> str:
     if device.prog_sigma > 0:
         parts.append(f"programming error {device.prog_model} x{device.prog_sigma:g}")
     if device.read_sigma > 0:
-        parts.append(f"read noise {device.read_model} x{device.read_sigma:g} ({device.read_noise_mode.value})")
+        clip = "" if device.read_clip == "none" else f", clipped {'at 0' if device.read_clip == 'zero' else 'to range'}"
+        parts.append(f"read noise {device.read_model} x{device.read_sigma:g} ({device.read_noise_mode.value}{clip})")
     if device.stuck_on > 0 or device.stuck_off > 0:
         parts.append(f"stuck on {device.stuck_on:g} / off {device.stuck_off:g}")
     if device.drift_nu_mean > 0 or device.drift_nu_std > 0:
@@ -534,6 +535,8 @@ def describe_errors(hw: Hardware) -> str:
         parts.append(f"ADC {hw.adc.bits} b ({hw.adc.range.value})")
     if hw.mapping.bias is BiasMode.ROW:
         parts.append("bias as a row")
+    if hw.energy.model != "calibrated":
+        parts.append(f"{hw.energy.model} energy model")
     return ", ".join(parts) or "ideal devices and converters"
 
 
