@@ -121,7 +121,9 @@ def test_reproduce_table2_small(tmp_path, monkeypatch):
             ours = cell.match(text).groups()
             mean, low, high = _logit_interval(means)
             assert float(ours[0]) == pytest.approx(100 * mean, abs=0.006)
-            assert [float(ours[1]), float(ours[2])] == pytest.approx([100 * low, 100 * high], abs=0.006)
+            # Printed to 2 decimals; the stats table's t (4.303) against the exact 4.302653 moves an end near 100%
+            # by up to 0.01 more.
+            assert [float(ours[1]), float(ours[2])] == pytest.approx([100 * low, 100 * high], abs=0.02)
             assert float(ours[3]) == paper_value
     assert "## Which reading of sigma_syn reproduces the paper" in markdown
     assert markdown.count("| **claim** |") >= 2 * 2  # two claims with MLP cases, in each reading
