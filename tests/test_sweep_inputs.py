@@ -294,16 +294,15 @@ def test_a_bad_local_scheduler_is_one_line(tmp_path, shipped_weights):
 def test_reproduce_shows_its_plan_unless_quiet(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     from xbar import reproduce
-    from xbar.sweep import Spec
+    from dataclasses import replace
 
-    original = reproduce.spec_for
+    original = reproduce.sweeps_for
 
-    def small(target, seeds):
-        spec = original(target, seeds)
-        return Spec(spec.weights, spec.hardware, spec.overrides, spec.grid, spec.seeds, spec.seed, 20, None,
-                    name=spec.name, labels=spec.labels)
+    def small(target, chips, full=False):
+        return {name: replace(spec, limit=20) for name, spec in original(target, chips, full).items()}
 
-    monkeypatch.setattr(reproduce, "spec_for", small)
+    monkeypatch.setattr(reproduce, "sweeps_for", small)
+    monkeypatch.setattr(reproduce, "PAPER_ARCHS", ("mlp",))  # 2 datasets x 3 training seeds: 6 weights
     command = ["reproduce", "table2", "--seeds", "1", "--workers", "1", "-o"]
     loud = CliRunner().invoke(main, [*command, str(tmp_path / "a")])
     assert loud.exit_code == 0, loud.output
@@ -311,4 +310,4 @@ def test_reproduce_shows_its_plan_unless_quiet(tmp_path, monkeypatch):
     quiet = CliRunner().invoke(main, [*command, str(tmp_path / "b"), "--quiet"])
     assert quiet.exit_code == 0 and quiet.stderr == "", quiet.output
     assert "table2.md" in quiet.stdout
-    assert {row["weights"] for row in read_rows(tmp_path / "b" / "table2.csv")} == set(small("table2", 1).labels)
+    assert {row["weights"] for row in read_rows(tmp_path / "b" / "table2.csv")} == set(small("table2", 1)["table2"].labels)

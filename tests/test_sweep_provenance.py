@@ -134,21 +134,25 @@ def test_a_new_file_replaces_a_stale_provenance(tmp_path, shipped_weights):
 
 
 def test_reproduce_names_weights_relative_to_the_project(tmp_path):
-    spec = reproduce.spec_for("fig4", 1)
-    assert all(label.startswith("data/weights/") for label in spec.weight_labels)
-    assert all(os.path.isabs(path) and path.endswith(label.split("/")[-1])
-               for label, path in zip(spec.weight_labels, spec.weights))
+    for target in ("table2", "fig4"):
+        for spec in reproduce.sweeps_for(target, 1, full=True).values():
+            assert all(label.startswith("data/weights/") for label in spec.weight_labels)
+            assert all(os.path.isabs(path) and path.endswith(label.split("/")[-1])
+                       for label, path in zip(spec.weight_labels, spec.weights))
 
 
-@pytest.mark.parametrize("target", ["table2", "fig3", "fig4"])
-def test_the_committed_reproduction_resumes_with_nothing_to_run(target, tmp_path):
+@pytest.mark.parametrize(
+    "target, name",
+    [("table2", "table2"), ("table2", "table2-read"), ("fig3", "fig3"), ("fig4", "fig4"), ("sigma-te", "sigma-te")],
+)
+def test_the_committed_reproduction_resumes_with_nothing_to_run(target, name, tmp_path):
     """docs/reproduction/*.csv name weights as the repository does, and their provenance matches the shipped
-    weights, this xbar and the target's spec: ``xbar reproduce all -o docs/reproduction --resume`` has
-    nothing to run. (The hardware is not compared here, so that a new hardware field fails where it is
+    weights, this xbar and the full scope's spec: ``xbar reproduce all --full -o docs/reproduction --resume``
+    has nothing to run. (The hardware is not compared here, so that a new hardware field fails where it is
     added, not here; ``--resume`` itself would refuse then, naming it.)"""
-    csv_path = ROOT / "docs" / "reproduction" / f"{target}.csv"
+    csv_path = ROOT / "docs" / "reproduction" / f"{name}.csv"
     assert str(ROOT) not in csv_path.read_text()
-    spec = reproduce.spec_for(target, 10)
+    spec = reproduce.sweeps_for(target, reproduce.CHIPS[True], full=True)[name]
     current = provenance(spec)
     recorded = read_provenance(csv_path)
     assert recorded is not None

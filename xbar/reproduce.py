@@ -166,11 +166,6 @@ def sweeps_for(target: str, chips: int, full: bool = False) -> dict[str, Spec]:
     raise XbarError(f"unknown target {target!r} (choose from {', '.join(TARGETS)}, all)")
 
 
-def spec_for(target: str, seeds: int) -> Spec:
-    """The (first) sweep behind one target, default scope (kept for scripts written against it)."""
-    return next(iter(sweeps_for(target, seeds).values()))
-
-
 def _write(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
