@@ -668,7 +668,7 @@ def plot_cmd(results, output, x_param, dpi):
 @QUIET
 def reproduce_cmd(target, out_dir, seeds, full, workers, scheduler, resume, quiet):
     """Reproduce the paper's Table II, Figures 3 and 4, its input-noise claims and Table III from the shipped
-    weights (docs/reproduction.md); the default scope takes minutes, --full about an hour on 2 cores."""
+    weights (docs/reproduction.md); the default scope takes about 6 minutes, --full about 80 on 2 cores."""
     from ._files import check_output_folder
     from .reproduce import reproduce
     from .sweep import Interrupted
