@@ -40,6 +40,17 @@ from ._files import atomic_path, check_regular_file
 from ._isolated import ChildFailed, call_in_child
 from .data import DATASETS
 from .errors import HDF5_ERRORS, WeightsFormatError, XbarError
+from .hdf5_safe import (
+    MAX_WEIGHTS_BYTES,
+    Budget,
+    has_member,
+    member_name,
+    one_line,
+    open_member,
+    read_dataset,
+    reading,
+    scalar,
+)
 from .nets.layers import LAYER_KINDS, WeightLayer
 from .nets.network import Network, format_bytes
 
@@ -64,13 +75,6 @@ MAX_TUPLE_VALUE = 2**31 - 1
 PROVENANCE_KEYS = ("seed", "epochs", "sigma_neu", "timesteps", "test_accuracy")
 """Provenance stored as root attributes; anything else lives in the JSON attribute ``provenance``."""
 
-MAX_LAYER_BYTES = 2 * 2**30
-"""Most bytes one dataset (a kernel or a bias) may declare (shape x 4 bytes): 2 GiB. Checked before it is read;
-the paper's largest kernel, the MLP's 784 x 300, is 919 KiB."""
-MAX_WEIGHTS_BYTES = 4 * 2**30
-"""Most bytes all the datasets of one file may declare together: 4 GiB."""
-MAX_CHUNKS = 2**16
-"""Most chunks one chunked dataset may have: HDF5 visits each (about 7 us apiece), so more is a slow read."""
 MAX_LAYERS = 256
 """Most members of group ``layers`` (the paper's networks have 3 to 7)."""
 MAX_ATTRIBUTES = 64
@@ -179,52 +183,18 @@ class _RawFile:
     """None when there is no member ``layers``."""
 
 
-@dataclass
-class _Budget:
-    """Bytes declared by the datasets read so far, against :data:`MAX_WEIGHTS_BYTES`."""
-
-    declared: int = 0
-
-
-def _one_line(text: object, limit: int = 160) -> str:
-    """``text`` on one line, shortened to ``limit`` characters (HDF5 messages, names, values)."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-def _name(name: str) -> str:
-    """A member name as shown in messages: as is if printable, else its repr (a newline stays one line)."""
-    return name if name.isprintable() and len(name) <= 80 else _one_line(repr(name), 80)
-
-
-@contextlib.contextmanager
-def _reading(where: str, what: str):
-    """Turn an exception h5py raises while reading ``what`` into a one-line :class:`WeightsFormatError`.
-
-    Only h5py calls go inside: wrapping more would hide xbar's own bugs.
-    """
-    try:
-        yield
-    except HDF5_ERRORS as exc:
-        raise WeightsFormatError(
-            f"{where}: cannot read {what}: damaged or unsupported HDF5 ({_one_line(exc)})"
-        ) from None
-
-
 def _read_file(path: Path) -> _RawFile:
     """Read the root attributes and each layer's attributes, kernel and bias (every h5py call of :func:`load`)."""
     where = str(path)
     try:
         f = h5py.File(path, "r")
     except HDF5_ERRORS as exc:
-        raise WeightsFormatError(
-            f"{where}: not a readable HDF5 file, corrupt or truncated ({_one_line(exc)})"
-        ) from None
+        raise WeightsFormatError(f"{where}: not a readable HDF5 file, corrupt or truncated ({one_line(exc)})") from None
     try:
-        attrs = _read_attrs(f, where)
+        attrs = read_attrs(f, where)
         layers = None
-        if _has_member(f, "layers", where):
-            layers = _read_layers(_open_member(f, "layers", where, h5py.Group), where)
+        if has_member(f, "layers", where):
+            layers = _read_layers(open_member(f, "layers", where, h5py.Group), where)
         return _RawFile(attrs, layers)
     finally:
         # Read-only: nothing to flush, and an error here must not hide the one being raised.
@@ -232,48 +202,20 @@ def _read_file(path: Path) -> _RawFile:
             f.close()
 
 
-def _has_member(group: h5py.Group, name: str, where: str) -> bool:
-    """Whether ``group`` has a member ``name``; a soft or external link is refused, not followed.
-
-    An external link would open another file (possibly a FIFO: a hang); a soft
-    link could lead through one. xbar writes neither.
-    """
-    key = name.encode("utf-8", "surrogateescape")
-    with _reading(where, f"member {_name(name)!r}"):
-        if not group.id.links.exists(key):
-            return False
-        link_type = group.id.links.get_info(key).type
-    if link_type == h5py.h5l.TYPE_EXTERNAL:
-        raise WeightsFormatError(f"{where}: {_name(name)} is an external link to another file; refused")
-    if link_type != h5py.h5l.TYPE_HARD:
-        raise WeightsFormatError(f"{where}: {_name(name)} is a soft link; xbar weights files hold no links")
-    return True
-
-
-def _open_member(group: h5py.Group, name: str, where: str, kind: type) -> Any:
-    """Member ``name`` of ``group`` (a hard link, see :func:`_has_member`), which must be a ``kind``."""
-    with _reading(where, f"member {_name(name)!r}"):
-        obj = group[name]
-    if not isinstance(obj, kind):
-        noun = "group" if kind is h5py.Group else "dataset"
-        raise WeightsFormatError(f"{where}: {_name(name)} is not a {noun}")
-    return obj
-
-
-def _read_attrs(obj: h5py.HLObject, where: str) -> dict[str, Any]:
+def read_attrs(obj: h5py.HLObject, where: str) -> dict[str, Any]:
     """Every attribute of ``obj`` as a plain value, after checking its declared size."""
-    with _reading(where, "the attributes"):
+    with reading(where, "the attributes"):
         count = len(obj.attrs)
     if count > MAX_ATTRIBUTES:
         raise WeightsFormatError(f"{where}: {count:,} attributes, more than the {MAX_ATTRIBUTES} allowed")
-    with _reading(where, "the attribute names"):
+    with reading(where, "the attribute names"):
         names = list(obj.attrs)
     values = {}
     for name in names:
         if not isinstance(name, str):  # h5py hands back the bytes of a name that is not UTF-8
-            raise WeightsFormatError(f"{where}: an attribute name is not UTF-8 text ({_one_line(repr(name), 60)})")
-        what = f"attribute {_name(name)!r}"
-        with _reading(where, what):
+            raise WeightsFormatError(f"{where}: an attribute name is not UTF-8 text ({one_line(repr(name), 60)})")
+        what = f"attribute {member_name(name)!r}"
+        with reading(where, what):
             attr = obj.attrs.get_id(name)
             shape, dtype = attr.shape, attr.dtype
         declared = (math.prod(shape) if shape else 1) * dtype.itemsize
@@ -282,7 +224,7 @@ def _read_attrs(obj: h5py.HLObject, where: str) -> dict[str, Any]:
                 f"{where}: {what} declares {format_bytes(declared)}, more than the "
                 f"{format_bytes(MAX_ATTRIBUTE_BYTES)} allowed"
             )
-        with _reading(where, what):
+        with reading(where, what):
             value = obj.attrs[name]
         values[name] = _plain(value)
     return values
@@ -302,75 +244,33 @@ def _plain(value: Any) -> Any:
 
 
 def _read_layers(group: h5py.Group, where: str) -> list[_RawLayer]:
-    with _reading(where, "group 'layers'"):
+    with reading(where, "group 'layers'"):
         count = len(group)
     if count > MAX_LAYERS:
         raise WeightsFormatError(f"{where}: group 'layers' has {count:,} members, more than the {MAX_LAYERS} allowed")
-    with _reading(where, "the names in group 'layers'"):
+    with reading(where, "the names in group 'layers'"):
         names = list(group)
     for name in names:
         if not isinstance(name, str):  # h5py hands back the bytes of a name that is not UTF-8
             raise WeightsFormatError(
-                f"{where}: a name in group 'layers' is not UTF-8 text ({_one_line(repr(name), 60)})"
+                f"{where}: a name in group 'layers' is not UTF-8 text ({one_line(repr(name), 60)})"
             )
     # By the leading index, then the name: "100_add" after "99_dense" (a plain sort would put it after "10_...").
     names.sort(key=lambda name: (int(m.group()) if (m := re.match(r"[0-9]{1,6}", name)) else -1, name))
-    budget = _Budget()
+    budget = Budget()
     layers = []
     for name in names:
-        layer_where = f"{where}: layers/{_name(name)}"
-        if not _has_member(group, name, f"{where}: layers"):
+        layer_where = f"{where}: layers/{member_name(name)}"
+        if not has_member(group, name, f"{where}: layers"):
             raise WeightsFormatError(f"{layer_where}: listed but cannot be opened")
-        sub = _open_member(group, name, f"{where}: layers", h5py.Group)
-        attrs = _read_attrs(sub, layer_where)
+        sub = open_member(group, name, f"{where}: layers", h5py.Group)
+        attrs = read_attrs(sub, layer_where)
         arrays = {}
         for dataset in ("kernel", "bias"):
-            if _has_member(sub, dataset, layer_where):
-                arrays[dataset] = _read_dataset(sub, dataset, layer_where, budget)
+            if has_member(sub, dataset, layer_where):
+                arrays[dataset] = read_dataset(sub, dataset, layer_where, budget)
         layers.append(_RawLayer(name, attrs, arrays))
     return layers
-
-
-def _read_dataset(group: h5py.Group, name: str, where: str, budget: _Budget) -> np.ndarray:
-    """A float32 dataset, read only once its declared size, chunking and storage are known to be sane."""
-    dataset = _open_member(group, name, where, h5py.Dataset)
-    where = f"{where}/{name}"
-    with _reading(where, "its shape and type"):
-        shape, dtype, chunks = dataset.shape, dataset.dtype, dataset.chunks
-        create = dataset.id.get_create_plist()
-        n_filters, n_external = create.get_nfilters(), create.get_external_count()
-        virtual = dataset.is_virtual
-        stored = dataset.id.get_storage_size()
-    if shape is None:
-        raise WeightsFormatError(f"{where}: holds no data (an empty dataspace)")
-    if n_external or virtual:
-        raise WeightsFormatError(f"{where}: keeps its data in other files (external storage or virtual); refused")
-    if dtype.kind != "f" or dtype.itemsize != 4:
-        raise WeightsFormatError(f"{where}: dtype {dtype} is not float32")
-    declared = math.prod(shape) * dtype.itemsize
-    if declared > MAX_LAYER_BYTES:
-        raise WeightsFormatError(
-            f"{where}: declares shape {shape}, {format_bytes(declared)} of float32, more than the "
-            f"{format_bytes(MAX_LAYER_BYTES)} allowed per dataset"
-        )
-    budget.declared += declared
-    if budget.declared > MAX_WEIGHTS_BYTES:
-        raise WeightsFormatError(
-            f"{where}: the datasets up to this one declare {format_bytes(budget.declared)}, more than the "
-            f"{format_bytes(MAX_WEIGHTS_BYTES)} allowed per file"
-        )
-    if chunks is not None:
-        n_chunks = math.prod(-(-size // max(chunk, 1)) for size, chunk in zip(shape, chunks))
-        if n_chunks > MAX_CHUNKS:
-            raise WeightsFormatError(f"{where}: {n_chunks:,} chunks, more than the {MAX_CHUNKS:,} allowed")
-    if not n_filters and stored < declared:
-        # Unwritten (unallocated) data reads as fill values: a tiny file could otherwise declare gigabytes.
-        raise WeightsFormatError(
-            f"{where}: declares {format_bytes(declared)} of data but the file stores {format_bytes(stored)}"
-        )
-    with _reading(where, "its data"):
-        array = dataset[()]
-    return np.asarray(array)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -421,18 +321,9 @@ def _describe(value: Any) -> str:
         return value.description
     if isinstance(value, np.ndarray) and value.ndim > 0:
         if value.size <= 4 and value.dtype.kind in "biufSUO":
-            return _one_line(f"{value.dtype} array {value.tolist()}", 60)
+            return one_line(f"{value.dtype} array {value.tolist()}", 60)
         return f"{value.dtype} array of shape {value.shape}"
-    return _one_line(repr(value.item() if isinstance(value, np.generic) else value), 60)
-
-
-def _scalar(value: Any) -> Any:
-    """A numpy scalar or 0-d array as the Python value; anything else unchanged."""
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value[()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    return value
+    return one_line(repr(value.item() if isinstance(value, np.generic) else value), 60)
 
 
 def _need(attrs: dict[str, Any], key: str, where: str) -> Any:
@@ -444,7 +335,7 @@ def _need(attrs: dict[str, Any], key: str, where: str) -> Any:
 def _typed(attrs: dict[str, Any], key: str, typ: type, where: str) -> Any:
     """Attribute ``key`` as a ``typ`` (str, int or float) scalar; bytes must be UTF-8, bool is not an int."""
     raw = _need(attrs, key, where)
-    value = _scalar(raw)
+    value = scalar(raw)
     if typ is str and isinstance(value, bytes):
         try:
             value = value.decode("utf-8")
@@ -496,7 +387,7 @@ def _label(attrs: dict[str, Any], key: str, where: str) -> str:
     value = _typed(attrs, key, str, where)
     if not value.isprintable() or len(value) > 200:
         raise WeightsFormatError(
-            f"{where}: attribute {key!r} must be a printable name, got {_one_line(repr(value), 60)}"
+            f"{where}: attribute {key!r} must be a printable name, got {one_line(repr(value), 60)}"
         )
     return value
 
@@ -563,7 +454,7 @@ def _weights(array: np.ndarray, where: str) -> np.ndarray:
 def _build_layer(raw: _RawLayer, where: str, version: int):
     kind = _typed(raw.attrs, "kind", str, where)
     if kind not in (LAYER_KINDS if version >= 2 else V1_ATTRS):
-        raise WeightsFormatError(f"{where}: unknown layer kind {_one_line(repr(kind), 60)} (format_version {version})")
+        raise WeightsFormatError(f"{where}: unknown layer kind {one_line(repr(kind), 60)} (format_version {version})")
     cls = LAYER_KINDS[kind]
     # Each kind declares its attributes (Layer.attr_types), so a new kind needs nothing here.
     types = cls.attr_types() if version >= 2 else V1_ATTRS[kind]
@@ -584,7 +475,7 @@ def _build(raw: _RawFile, where: str) -> Network:
     attrs = raw.attrs
     fmt = _typed(attrs, "format", str, where)
     if fmt != FORMAT:
-        raise WeightsFormatError(f"{where}: format is {_one_line(repr(fmt), 60)}, expected {FORMAT!r}")
+        raise WeightsFormatError(f"{where}: format is {one_line(repr(fmt), 60)}, expected {FORMAT!r}")
     version = _typed(attrs, "format_version", int, where)
     if version not in READ_VERSIONS:
         raise WeightsFormatError(
@@ -608,11 +499,13 @@ def _build(raw: _RawFile, where: str) -> Network:
         raise WeightsFormatError(f"{where}: missing group 'layers'")
     if not raw.layers:
         raise WeightsFormatError(f"{where}: group 'layers' is empty")
-    layers = [_build_layer(layer, f"{where}: layers/{_name(layer.name)}", version) for layer in raw.layers]
+    layers = [_build_layer(layer, f"{where}: layers/{member_name(layer.name)}", version) for layer in raw.layers]
     # Version 1 is a chain; version 2 names each layer's inputs, which Network checks (earlier layers only).
     inputs = None
     if version >= 2:
-        inputs = [_int_tuple(layer.attrs, "inputs", f"{where}: layers/{_name(layer.name)}") for layer in raw.layers]
+        inputs = [
+            _int_tuple(layer.attrs, "inputs", f"{where}: layers/{member_name(layer.name)}") for layer in raw.layers
+        ]
     try:
         return Network(arch, dataset, input_shape, n_classes, layers, provenance, inputs)
     except XbarError as exc:

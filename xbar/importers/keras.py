@@ -38,6 +38,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .. import hdf5_safe
 from .. import io as xio
 from .._files import check_regular_file
 from .._isolated import ChildFailed, call_in_child
@@ -116,7 +117,7 @@ class _Raw:
 
 
 def _text(value: Any, where: str, what: str) -> str:
-    value = xio._scalar(value)
+    value = hdf5_safe.scalar(value)
     if isinstance(value, bytes):
         try:
             value = value.decode("utf-8")
@@ -145,9 +146,9 @@ def _member_path(group: h5py.Group, path: str, where: str) -> Any:
     for part in path.split("/"):
         if not part:
             continue
-        if not isinstance(obj, h5py.Group) or not xio._has_member(obj, part, where):
+        if not isinstance(obj, h5py.Group) or not hdf5_safe.has_member(obj, part, where):
             return None
-        with xio._reading(where, f"member {part!r}"):
+        with hdf5_safe.reading(where, f"member {part!r}"):
             obj = obj[part]
     return obj
 
@@ -159,9 +160,9 @@ def _read_vars(group: h5py.Group, names: list[str], where: str, budget: Any) -> 
     for name in names:
         parent, _, leaf = name.rpartition("/")
         holder = _member_path(group, parent, where) if parent else group
-        if not isinstance(holder, h5py.Group) or not xio._has_member(holder, leaf, where):
+        if not isinstance(holder, h5py.Group) or not hdf5_safe.has_member(holder, leaf, where):
             raise XbarError(f"{where}: variable {name!r} is missing")
-        arrays.append(xio._read_dataset(holder, leaf, where, budget))
+        arrays.append(hdf5_safe.read_dataset(holder, leaf, where, budget))
     return arrays
 
 
@@ -173,26 +174,26 @@ def _read_keras_weights(data: bytes, where: str) -> tuple[dict, dict]:
         raise XbarError(f"{where}: not a readable HDF5 file ({_one_line(exc)})") from None
     by_name: dict[str, list[np.ndarray]] = {}
     by_path: dict[str, list[np.ndarray]] = {}
-    budget = xio._Budget()
+    budget = hdf5_safe.Budget()
     try:
-        if not xio._has_member(f, "layers", where):
+        if not hdf5_safe.has_member(f, "layers", where):
             return by_name, by_path
-        layers = xio._open_member(f, "layers", where, h5py.Group)
-        with xio._reading(where, "group 'layers'"):
+        layers = hdf5_safe.open_member(f, "layers", where, h5py.Group)
+        with hdf5_safe.reading(where, "group 'layers'"):
             members = list(layers)
         if len(members) > MAX_LAYERS:
             raise XbarError(f"{where}: {len(members):,} layer groups, more than the {MAX_LAYERS} allowed")
         for member in members:
             if not isinstance(member, str):
                 raise XbarError(f"{where}: a layer group's name is not UTF-8 text")
-            sub_where = f"{where}: layers/{xio._name(member)}"
-            if not xio._has_member(layers, member, where):
+            sub_where = f"{where}: layers/{hdf5_safe.member_name(member)}"
+            if not hdf5_safe.has_member(layers, member, where):
                 continue
-            sub = xio._open_member(layers, member, where, h5py.Group)
-            if not xio._has_member(sub, "vars", sub_where):
+            sub = hdf5_safe.open_member(layers, member, where, h5py.Group)
+            if not hdf5_safe.has_member(sub, "vars", sub_where):
                 continue
-            vars_group = xio._open_member(sub, "vars", sub_where, h5py.Group)
-            with xio._reading(sub_where, "group 'vars'"):
+            vars_group = hdf5_safe.open_member(sub, "vars", sub_where, h5py.Group)
+            with hdf5_safe.reading(sub_where, "group 'vars'"):
                 keys = list(vars_group)
             if not all(isinstance(k, str) and k.isdigit() for k in keys) or sorted(map(int, keys)) != list(
                 range(len(keys))
@@ -200,7 +201,7 @@ def _read_keras_weights(data: bytes, where: str) -> tuple[dict, dict]:
                 raise XbarError(f"{sub_where}/vars: members {keys[:8]!r} are not the variables 0, 1, ...")
             arrays = _read_vars(vars_group, [str(i) for i in range(len(keys))], f"{sub_where}/vars", budget)
             by_path[f"layers/{member}"] = arrays
-            attrs = xio._read_attrs(vars_group, f"{sub_where}/vars")
+            attrs = xio.read_attrs(vars_group, f"{sub_where}/vars")
             if "name" in attrs:
                 by_name[_text(attrs["name"], sub_where, "attribute 'name'")] = arrays
     finally:
@@ -258,7 +259,7 @@ def _read_legacy(path: Path) -> _Raw:
     except HDF5_ERRORS as exc:
         raise XbarError(f"{where}: not a readable HDF5 file, corrupt or truncated ({_one_line(exc)})") from None
     try:
-        attrs = xio._read_attrs(f, where)
+        attrs = xio.read_attrs(f, where)
         if "model_config" not in attrs:
             raise XbarError(
                 f"{where}: no attribute 'model_config': not a Keras model file (a weights-only file, or "
@@ -269,23 +270,23 @@ def _read_legacy(path: Path) -> _Raw:
         if "keras_version" in attrs:
             version = _text(attrs["keras_version"], where, "attribute 'keras_version'")
         by_name: dict[str, list[np.ndarray]] = {}
-        if not xio._has_member(f, "model_weights", where):
+        if not hdf5_safe.has_member(f, "model_weights", where):
             raise XbarError(f"{where}: no group 'model_weights': the file holds no weights")
-        weights = xio._open_member(f, "model_weights", where, h5py.Group)
-        wattrs = xio._read_attrs(weights, f"{where}: model_weights")
+        weights = hdf5_safe.open_member(f, "model_weights", where, h5py.Group)
+        wattrs = xio.read_attrs(weights, f"{where}: model_weights")
         try:
             layer_names = _names(wattrs.get("layer_names", []))
         except XbarError:
             raise XbarError(f"{where}: model_weights: attribute 'layer_names' is not a list of names") from None
         if len(layer_names) > MAX_LAYERS:
             raise XbarError(f"{where}: {len(layer_names):,} layers, more than the {MAX_LAYERS} allowed")
-        budget = xio._Budget()
+        budget = hdf5_safe.Budget()
         for name in layer_names:
-            layer_where = f"{where}: model_weights/{xio._name(name)}"
-            if not xio._has_member(weights, name, f"{where}: model_weights"):
+            layer_where = f"{where}: model_weights/{hdf5_safe.member_name(name)}"
+            if not hdf5_safe.has_member(weights, name, f"{where}: model_weights"):
                 raise XbarError(f"{layer_where}: listed in 'layer_names' but missing")
-            group = xio._open_member(weights, name, f"{where}: model_weights", h5py.Group)
-            gattrs = xio._read_attrs(group, layer_where)
+            group = hdf5_safe.open_member(weights, name, f"{where}: model_weights", h5py.Group)
+            gattrs = xio.read_attrs(group, layer_where)
             try:
                 names = _names(gattrs.get("weight_names", []))
             except XbarError:
