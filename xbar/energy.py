@@ -75,18 +75,41 @@ def constants(energy: Energy) -> Energy:
     return replace(energy, **{f.name: getattr(COMPONENTS, f.name) for f in fields(COMPONENTS)})
 
 
+UNITS = {
+    "read_fixed_pj": 1e-12,
+    "row_pj": 1e-12,
+    "adc_fom_fj": 1e-15,
+    "t_read_ns": 1e-9,
+    "neuron_fj": 1e-15,
+    "add_fj": 1e-15,
+}
+"""SI value of one unit of each constant of :class:`xbar.config.Energy` that prices the counts."""
+
+
+def layer_terms(counts: LayerCounts, v_read_v: float) -> list[tuple[str, str, float]]:
+    """The energy model of one layer as (part, constant, amount) terms: the layer's energy per inference is the
+    sum of amount x the constant's value x :data:`UNITS` of it (J). The energy is linear in the constants, so
+    the terms serve both :func:`layer_energy` and a fit of the constants (:mod:`xbar.energy_check`)."""
+    # The cells' and the wires' sum of x^2 G (uS, inputs normalised to V_read): x 1e-6 V_read^2 is S V^2 (W),
+    # times t_read J.
+    return [
+        ("array", "read_fixed_pj", counts.array_reads),
+        ("array", "t_read_ns", counts.cell_x2g_us * 1e-6 * v_read_v**2),
+        ("dac", "row_pj", counts.rows_driven),
+        ("adc", "adc_fom_fj", counts.conversions * 2.0**counts.adc_bits),
+        ("neurons", "neuron_fj", counts.neuron_activations),
+        ("digital", "add_fj", counts.digital_adds),
+        ("wires", "t_read_ns", counts.wire_x2g_us * 1e-6 * v_read_v**2),
+    ]
+
+
 def layer_energy(counts: LayerCounts, hw: Hardware) -> dict[str, float]:
-    """Energy of one layer per inference by part (J)."""
-    e, v_read = constants(hw.energy), hw.device.v_read_v
-    cells_j = counts.cell_x2g_us * 1e-6 * v_read**2 * e.t_read_ns * 1e-9
-    return {
-        "array": counts.array_reads * e.read_fixed_pj * 1e-12 + cells_j,
-        "dac": counts.rows_driven * e.row_pj * 1e-12,
-        "adc": counts.conversions * e.adc_fom_fj * 2.0**counts.adc_bits * 1e-15,
-        "neurons": counts.neuron_activations * e.neuron_fj * 1e-15,
-        "digital": counts.digital_adds * e.add_fj * 1e-15,
-        "wires": counts.wire_x2g_us * 1e-6 * v_read**2 * e.t_read_ns * 1e-9,
-    }
+    """Energy of one layer per inference by part (J): :func:`layer_terms` priced by the hardware's constants."""
+    e = constants(hw.energy)
+    parts = dict.fromkeys(PARTS, 0.0)
+    for part, name, amount in layer_terms(counts, hw.device.v_read_v):
+        parts[part] += amount * getattr(e, name) * UNITS[name]
+    return parts
 
 
 def energy_report(counts: ChipCounts, hw: Hardware) -> dict:

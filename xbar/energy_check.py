@@ -23,7 +23,7 @@ import numpy as np
 
 from .config import PRESETS, BiasMode, Energy, Hardware
 from .crossbar.counts import ChipCounts
-from .energy import COMPONENTS, energy_report
+from .energy import COMPONENTS, UNITS, energy_report, layer_terms
 
 NETWORKS = {"mlp": "mlp-mnist.h5", "rnn": "rnn-mnist-t7.h5", "cnn": "cnn-mnist.h5"}
 """The shipped MNIST weights of Table III's three networks (the RNN at t = 7)."""
@@ -33,16 +33,6 @@ TECHNOLOGIES = ("reram", "sonos")
 FREE = ("read_fixed_pj", "adc_fom_fj")
 """Constants fitted by :func:`out_of_sample`; every other one is held (the per-row cost at the component
 model's value, the rest at the calibrated preset's)."""
-
-UNITS = {
-    "read_fixed_pj": 1e-12,
-    "row_pj": 1e-12,
-    "adc_fom_fj": 1e-15,
-    "t_read_ns": 1e-9,
-    "neuron_fj": 1e-15,
-    "add_fj": 1e-15,
-}
-"""SI value of one unit of each energy constant."""
 
 
 #: The paper's Table III: energy per inference (J), total and neurons.
@@ -111,14 +101,9 @@ def coefficients(counts: ChipCounts, hw: Hardware) -> dict[str, float]:
     """Energy per inference (J) per unit of each constant of :class:`xbar.config.Energy` (pJ, fJ or ns): the
     energy of the calibrated model is the sum over constants of coefficient x value."""
     coef = dict.fromkeys(UNITS, 0.0)
-    v2 = hw.device.v_read_v**2
     for layer in counts.layers:
-        coef["read_fixed_pj"] += layer.array_reads
-        coef["row_pj"] += layer.rows_driven
-        coef["adc_fom_fj"] += layer.conversions * 2.0**layer.adc_bits
-        coef["t_read_ns"] += (layer.cell_x2g_us + layer.wire_x2g_us) * 1e-6 * v2
-        coef["neuron_fj"] += layer.neuron_activations
-        coef["add_fj"] += layer.digital_adds
+        for _, name, amount in layer_terms(layer, hw.device.v_read_v):
+            coef[name] += amount
     return {name: value * UNITS[name] for name, value in coef.items()}
 
 
