@@ -144,10 +144,10 @@ class DenseArray:
         lo, hi = self.clip_bounds
         # Per slice and side, per row tile: whether a device of it comes within 8 read-noise widths of a bound.
         near: list[list[list[bool]]] = []
-        for row in self.conductances:
+        for row, sigma_row in zip(self.conductances, self._sigmas):
             near.append([])
-            for g in row:
-                reach = READ_CLIP_SIGMAS * read_sigmas(g, self.device).astype(np.float64)
+            for g, sigma in zip(row, sigma_row):  # the widths the device-mode reads draw with, worked out once
+                reach = READ_CLIP_SIGMAS * sigma.astype(np.float64)
                 g64 = g.astype(np.float64)
                 bad = np.any((g64 - reach < lo) | (g64 + reach > hi), axis=1)
                 near[-1].append([bool(bad[r0:r1].any()) for r0, r1 in self.row_tiles])
