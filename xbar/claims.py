@@ -31,20 +31,21 @@ def _key(value: object) -> str:
 class Results:
     """Accuracies of the rows of one or more sweeps, by weights file name, parameters and chip index."""
 
-    def __init__(self, rows: Iterable[dict], defaults: dict[str, object] | None = None):
-        """``defaults``: the value of a parameter that a sweep did not vary (``syn_mode`` static, ``sigma_te`` 0)."""
-        self.defaults = {"syn_mode": "static", "sigma_syn": 0.0, "sigma_te": 0.0, **(defaults or {})}
+    DEFAULTS: dict[str, object] = {"syn_mode": "static", "sigma_syn": 0.0, "sigma_te": 0.0}
+    """The value of a parameter where a sweep did not vary it."""
+
+    def __init__(self, rows: Iterable[dict]):
         self._acc: dict[tuple, dict[int, float]] = defaultdict(dict)
         for row in rows:
-            params = {k: row.get(k, v) for k, v in self.defaults.items()}
-            key = (Path(row["weights"]).name, *(_key(params[k]) for k in self.defaults))
+            params = {k: row.get(k, v) for k, v in self.DEFAULTS.items()}
+            key = (Path(row["weights"]).name, *(_key(params[k]) for k in self.DEFAULTS))
             self._acc[key][int(row["chip"])] = float(row["accuracy"])
 
     def chips(self, name: str, **params: object) -> list[float]:
         """Accuracies of weights file ``name`` at ``params`` (the others at their defaults), by chip index; []
         where the point was not run."""
-        values = {**self.defaults, **params}
-        found = self._acc.get((name, *(_key(values[k]) for k in self.defaults)), {})
+        values = {**self.DEFAULTS, **params}
+        found = self._acc.get((name, *(_key(values[k]) for k in self.DEFAULTS)), {})
         return [found[c] for c in sorted(found)]
 
     def groups(self, names: Iterable[str], **params: object) -> list[list[float]]:

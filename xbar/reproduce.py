@@ -242,7 +242,8 @@ def _table2_markdown(res, chips: int, full: bool, images: tuple[int, int]) -> st
         "| both, per read |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    pairs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    # Per network and reading, (ours, paper) of each column's cells, for the MADs below.
+    scored: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     for arch in table2_archs(full):
         for dataset in DATASETS:
             cells = _table2_cells(res, arch, dataset)
@@ -264,19 +265,10 @@ def _table2_markdown(res, chips: int, full: bool, images: tuple[int, int]) -> st
                 row.append(text(cells[(mode, label)], paper[label]))
             lines.append(f"| {ARCH_LABEL[arch]} {DATASET_LABEL[dataset]} | " + " | ".join(row) + " |")
             for mode in READINGS:
-                for label in ("internal", "both"):
-                    c = cells[(mode, label)]
+                for label in paper:
+                    c = cells[label] if label == "noise-free" else cells[(mode, label)]
                     if c is not None:
-                        pairs.setdefault((arch, mode), []).append((100 * c.mean, paper[label]))
-                        if label == "internal":
-                            pairs.setdefault((arch, f"{mode}-internal"), []).append((100 * c.mean, paper[label]))
-                for label in ("noise-free",):
-                    c = cells[label]
-                    if c is not None:
-                        pairs.setdefault((arch, f"{mode}-all"), []).append((100 * c.mean, paper[label]))
-                c = cells[("static", "external")]
-                if c is not None:
-                    pairs.setdefault((arch, f"{mode}-all"), []).append((100 * c.mean, paper["external"]))
+                        scored.setdefault((arch, mode, label), []).append((100 * c.mean, paper[label]))
     lines += [
         "",
         "## Which reading of sigma_syn reproduces the paper",
@@ -295,9 +287,12 @@ def _table2_markdown(res, chips: int, full: bool, images: tuple[int, int]) -> st
             groups[ARCH_LABEL[arch]] = (arch,)
     for title, archs in groups.items():
         for mode, reading in READINGS.items():
-            syn = [p for a in archs for p in pairs.get((a, mode), [])]
-            internal = [p for a in archs for p in pairs.get((a, f"{mode}-internal"), [])]
-            everything = syn + [p for a in archs for p in pairs.get((a, f"{mode}-all"), [])]
+
+            def pick(*labels, archs=archs, mode=mode):
+                return [p for a in archs for label in labels for p in scored.get((a, mode, label), [])]
+
+            internal, syn = pick("internal"), pick("internal", "both")
+            everything = pick("internal", "both", "noise-free", "external")
             lines.append(
                 f"| {title} | {reading} | {mean_absolute_difference(internal):.2f} ({len(internal)} cells) | "
                 f"{mean_absolute_difference(syn):.2f} ({len(syn)} cells) | "
