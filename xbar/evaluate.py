@@ -239,7 +239,8 @@ class RunSummary:
 
     @property
     def accuracy_ci95(self) -> list[float] | None:
-        """95% confidence interval [low, high] of the mean accuracy (Student t); None for one instance."""
+        """95% confidence interval [low, high] of the mean accuracy (Student t on the logit scale,
+        :func:`xbar.stats.bounded_interval`); None for one instance."""
         return summarize(self.accuracies)["ci95"]
 
     @property

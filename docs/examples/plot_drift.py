@@ -5,7 +5,7 @@
         --reference cnn-mnist=0.98083 --reference mlp-mnist=0.975
 
 One line per ``adc.drift_compensation`` mode: the mean over chip instances with its 95% confidence
-interval (Student t, as ``xbar plot``) as a band; a dashed line at each network's no-drift accuracy
+interval (Student t on the logit scale, as ``xbar plot``) as a band; a dashed line at each network's no-drift accuracy
 (``--reference STEM=ACCURACY``, from ``xbar run W --hardware pcm --set device.drift_nu_mean=0
 --set device.drift_nu_std=0 --seeds 3 --limit 2000 --json``), where given.
 """

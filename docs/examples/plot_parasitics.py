@@ -6,9 +6,10 @@
         --table /tmp/table.md
 
 One line per square tile size (``tile.rows`` = ``tile.cols``): the mean over chip instances with its 95%
-confidence interval (Student t, as ``xbar plot``) as a band, against the resistance per cell segment of the
-row and the column wires (``parasitics.r_row_ohm`` = ``parasitics.r_col_ohm``, log axis). The rows at 0 ohm
-(ideal wires, the same chips) are drawn as a dashed line per tile size, or one (at their mean) if they lie within 0.5 points.
+confidence interval (Student t on the logit scale, as ``xbar plot``) as a band, against the resistance per cell
+segment of the row and the column wires (``parasitics.r_row_ohm`` = ``parasitics.r_col_ohm``, log axis). The
+rows at 0 ohm (ideal wires, the same chips) are drawn as a dashed line per tile size, or one (at their mean) if
+they lie within 0.5 points.
 ``--table`` also writes the Markdown table of mean [95% CI] per network x tile x resistance.
 """
 
@@ -41,7 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", help="the joined results CSV (parasitics_sweep.py)")
     parser.add_argument("-o", "--output", required=True, help="figure file (.png, .pdf, .svg)")
-    parser.add_argument("--table", help="also write a Markdown table of mean [95% CI] here")
+    parser.add_argument("--table", help="also write a Markdown table of mean [95%% CI] here")
     parser.add_argument("--dpi", type=int, default=150)
     args = parser.parse_args()
 
@@ -88,7 +89,11 @@ def main() -> None:
             cells = []
             for r in [0.0, *resistances]:
                 s = next((s for s in points if int(s[N]) == size and float(s[R]) == r), None)
-                cells.append("-" if s is None else f"{pct(s['mean'])} [{pct(s['ci_low'] and max(s['ci_low'], 0.0))}, {pct(s['ci_high'] and min(s['ci_high'], 1.0))}]")
+                if s is None:
+                    cells.append("-")
+                    continue
+                low, high = s["ci_low"] and max(s["ci_low"], 0.0), s["ci_high"] and min(s["ci_high"], 1.0)
+                cells.append(f"{pct(s['mean'])} [{pct(low)}, {pct(high)}]")
             table.append(f"| {stem} | {size} | " + " | ".join(cells) + " |")
     for ax in axes[0]:
         ax.set_ylabel("accuracy (%), mean and 95% CI over chips")
