@@ -173,7 +173,8 @@ def test_linear_mode_against_ideal_numpy_and_a_per_vector_solve(benchmark):
     nonlinear_chip.forward(x[:BASELINE_IMAGES])
     nonlinear_per_image = (time.perf_counter() - started) / BASELINE_IMAGES
     benchmark.extra_info.update(
-        ratio_to_ideal=ratio, read_alone_ratio_to_ideal=read_ratio, program_s=program_s, images_per_s=IMAGES / simulated_s,
+        ratio_to_ideal=ratio, read_alone_ratio_to_ideal=read_ratio, program_s=program_s,
+        images_per_s=IMAGES / simulated_s,
         baseline_images_per_s=1 / baseline_per_image, baseline_sweeps=float(np.mean(sweeps)), speedup=speedup,
         speedup_with_programming=speedup_with_programming, nonlinear_images_per_s=1 / nonlinear_per_image,
         nonlinear_speedup=baseline_per_image / nonlinear_per_image,

@@ -19,8 +19,8 @@ The circuit of an R x C tile:
 
 Every amplifier gets its own 0 V node so that each column's current can be read off as the sum of
 the currents of the branches that end on it. A resistance of exactly 0 is an ideal connection: its
-two nodes are merged (connected components of the 0-ohm branches) before the matrix is built, so a merged group holding ``s_i`` is
-held at ``V_i`` and one holding ``a_j`` at 0 V. No two fixed nodes can ever merge (devices are
+two nodes are merged (connected components of the 0-ohm branches) before the matrix is built, so a merged
+group holding ``s_i`` is held at ``V_i`` and one holding ``a_j`` at 0 V. No two fixed nodes can ever merge (devices are
 never ideal), and every node reaches a fixed node through wires, so the reduced matrix is
 nonsingular even where devices are 0.
 

@@ -232,7 +232,7 @@ def ref_crossbar(x, kernel, bias, hw, x_max, signed_inputs):
     ref_layout's and ref_dac_slices's (below); the ADC ranges and the accumulation are its own.
     """
     layout = ref_layout(kernel, bias, hw, x_max)
-    g, c, w_scale, scale = layout["g"], layout["c"], layout["w_scale"], layout["scale"]
+    c, w_scale, scale = layout["c"], layout["w_scale"], layout["scale"]
     differential, bias_row, rt, ct = layout["differential"], layout["bias_row"], layout["rows"], layout["cols"]
     dev = hw.device
     g_min, dg, v = dev.g_min_us, dev.g_max_us - dev.g_min_us, dev.v_read_v

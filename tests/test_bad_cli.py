@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import gzip
 import os
-
-import h5py
-import numpy as np
 import signal
 import time
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 from click.testing import CliRunner
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from xbar.claims import Results, Check, cell, combine, crossing, difference, drops, mean_absolute_difference
+from xbar.claims import Check, Results, cell, combine, crossing, difference, drops, mean_absolute_difference
 
 
 def _row(name, chip, acc, **params):

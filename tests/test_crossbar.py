@@ -6,8 +6,20 @@ import numba
 import numpy as np
 import pytest
 
-from xbar.config import (ADC, DAC, ADCRange, BiasMode, Device, Hardware, Mapping,
-                         MappingScheme, ReadNoiseMode, Subtract, Tile, resolve)
+from xbar.config import (
+    ADC,
+    DAC,
+    ADCRange,
+    BiasMode,
+    Device,
+    Hardware,
+    Mapping,
+    MappingScheme,
+    ReadNoiseMode,
+    Subtract,
+    Tile,
+    resolve,
+)
 from xbar.crossbar import AnalogMatrix, InputRange, ReadContext, program
 from xbar.nets import build
 

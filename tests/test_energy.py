@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from xbar import data
-from xbar.config import (ADC, DAC, Energy, Hardware, Mapping, Subtract, Tile,
-                         resolve)
+from xbar.config import ADC, DAC, Energy, Hardware, Mapping, Subtract, Tile, resolve
 from xbar.crossbar import program
 from xbar.energy import PARTS, energy_report
 from xbar.energy_check import paper_counts, table3

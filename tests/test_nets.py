@@ -7,8 +7,7 @@ import pytest
 from xbar import io
 from xbar.errors import XbarError
 from xbar.nets import LAYER_KINDS, Conv2D, Dense, Flatten, MaxPool2D, Mosaic, Network, build, cnn, mlp, rnn, srnn
-from xbar.nets.layers import (Activation, Add, AvgPool2D, Concat, GlobalAvgPool2D, Identity, Reshape)
-from xbar.nets.layers import im2col_3x3_same
+from xbar.nets.layers import Activation, Add, AvgPool2D, Concat, GlobalAvgPool2D, Identity, Reshape, im2col_3x3_same
 
 from .conftest import TOL
 from .reference import ref_conv3x3_same, ref_forward

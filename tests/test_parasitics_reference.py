@@ -8,8 +8,7 @@ both the reference and xbar. Skipped where ``xbar.crossbar.parasitics`` cannot b
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -73,13 +72,13 @@ def _rel(got, expected):
     return float(np.abs(got - expected).max() / np.abs(expected).max())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tile(shape: tuple[int, int]) -> np.ndarray:
     seed = 100 * shape[0] + shape[1]
     return np.random.default_rng(seed).uniform(1.0, 100.0, shape)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cached_ref(shape, res, drive_end, sense_end):
     return tile_transfer_ref(_tile(shape), **_kwargs(res, drive_end, sense_end))
 

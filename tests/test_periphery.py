@@ -11,8 +11,20 @@ import math
 import numpy as np
 import pytest
 
-from xbar.config import (ADC, DAC, ADCRange, BiasMode, DACRange, Device, Hardware, Mapping, MappingScheme,
-                         Subtract, Tile, resolve)
+from xbar.config import (
+    ADC,
+    DAC,
+    ADCRange,
+    BiasMode,
+    DACRange,
+    Device,
+    Hardware,
+    Mapping,
+    MappingScheme,
+    Subtract,
+    Tile,
+    resolve,
+)
 from xbar.crossbar import AnalogMatrix, InputRange, program
 from xbar.nets import Dense, Network
 

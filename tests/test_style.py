@@ -1,4 +1,5 @@
-"""Habits the suite enforces on xbar/: ruff's lint and format, and mypy (settings in pyproject.toml)."""
+"""Habits the suite enforces: ruff's lint on the whole tree (xbar/, tests/, bench/, docs/examples/), ruff's format
+and mypy on xbar/ (settings in pyproject.toml)."""
 
 import subprocess
 import sys
@@ -10,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("command", [
-    ["ruff", "check", "xbar"],
+    ["ruff", "check", "."],
     ["ruff", "format", "--check", "xbar"],
     ["mypy"],
 ], ids=["ruff-check", "ruff-format", "mypy"])

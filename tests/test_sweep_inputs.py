@@ -293,8 +293,9 @@ def test_a_bad_local_scheduler_is_one_line(tmp_path, shipped_weights):
 
 def test_reproduce_shows_its_plan_unless_quiet(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    from xbar import reproduce
     from dataclasses import replace
+
+    from xbar import reproduce
 
     original = reproduce.sweeps_for
 
@@ -310,4 +311,5 @@ def test_reproduce_shows_its_plan_unless_quiet(tmp_path, monkeypatch):
     quiet = CliRunner().invoke(main, [*command, str(tmp_path / "b"), "--quiet"])
     assert quiet.exit_code == 0 and quiet.stderr == "", quiet.output
     assert "table2.md" in quiet.stdout
-    assert {row["weights"] for row in read_rows(tmp_path / "b" / "table2.csv")} == set(small("table2", 1)["table2"].labels)
+    labels = {row["weights"] for row in read_rows(tmp_path / "b" / "table2.csv")}
+    assert labels == set(small("table2", 1)["table2"].labels)

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from xbar.cli import main
-from xbar.config import Device, Hardware, Mapping, ReadNoiseMode, Tile, resolve
+from xbar.config import Device, Hardware, Mapping, ReadNoiseMode, Tile
 from xbar.crossbar import AnalogMatrix, InputRange
 from xbar.crossbar.devices import PURPOSE_PROGRAM, program_devices
 from xbar.crossbar.mapping import target_conductances
@@ -117,7 +117,7 @@ def _read_noise_z(hw: Hardware, kernel, x, reads: int, sigma_of_g) -> np.ndarray
     # y_j = (w_scale / dg) sum_i x_i (G+_ij - G-_ij + noise): Var = (w_scale / dg)^2 sum_i x_i^2 sigma_ij^2.
     dev = hw.device
     scale = matrix.w_scale / (dev.g_max_us - dev.g_min_us)
-    std = np.sqrt((x[0].astype(np.float64) ** 2 @ variance_g)) * scale
+    std = np.sqrt(x[0].astype(np.float64) ** 2 @ variance_g) * scale
     return (y - clean) / std
 
 

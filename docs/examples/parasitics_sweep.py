@@ -19,8 +19,9 @@ import json
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 KEYS = ("tile.rows", "tile.cols", "parasitics.r_row_ohm", "parasitics.r_col_ohm")
 SIZES = (64, 128, 256, 512)
