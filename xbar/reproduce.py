@@ -94,15 +94,15 @@ def table2_name(arch: str, dataset: str, seed: int = 0) -> str:
     return weights_name(arch, dataset, timesteps=7, seed=seed)
 
 
+def fig4_name(arch: str, dataset: str, reg: bool, timesteps: int) -> str:
+    """Fig. 4's network of ``arch`` (rnn or srnn) at ``timesteps``, trained for :data:`FIG4_EPOCHS` epochs: the
+    Mosaic RNN at t = 7 is its own file (Table II's, of the same name without ``-e``, trained 20)."""
+    return weights_name(arch, dataset, reg, timesteps, epochs=FIG4_EPOCHS if arch == "rnn" and timesteps == 7 else 0)
+
+
 def fig4_names(arch: str) -> list[str]:
-    """Fig. 4's networks of ``arch`` (rnn or srnn): every t, standard and noise-prepared, both datasets, all
-    trained for :data:`FIG4_EPOCHS` epochs."""
-    return [
-        weights_name(arch, d, reg, t, epochs=FIG4_EPOCHS if arch == "rnn" and t == 7 else 0)
-        for d in DATASETS
-        for t in FIG4_TIMESTEPS
-        for reg in (False, True)
-    ]
+    """Fig. 4's networks of ``arch`` (rnn or srnn): every t, standard and noise-prepared, both datasets."""
+    return [fig4_name(arch, d, reg, t) for d in DATASETS for t in FIG4_TIMESTEPS for reg in (False, True)]
 
 
 def _weights(names: list[str]) -> tuple[str, ...]:
@@ -171,16 +171,21 @@ def _write(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def _table2_groups(res, arch: str, dataset: str, mode: str, syn: float, te: float) -> list[list[float]]:
+    """The chip accuracies of Table II's ``arch`` on ``dataset`` at (``syn``, ``te``) under reading ``mode``, one
+    list per training seed. A point without sigma_syn is the static sweep's in both readings."""
+    names = [table2_name(arch, dataset, s) for s in TRAINING_SEEDS]
+    return res.groups(names, sigma_syn=syn, sigma_te=te, syn_mode=mode if syn else "static")
+
+
 def _table2_cells(res, arch: str, dataset: str):
     """Table II's cells of ``arch`` on ``dataset``: noise-free, then (internal, external, both) for each reading."""
     from .claims import Cell, cell
 
-    names = [table2_name(arch, dataset, s) for s in TRAINING_SEEDS]
-    out: dict[object, Cell | None] = {"noise-free": cell(res.groups(names))}
+    out: dict[object, Cell | None] = {"noise-free": cell(_table2_groups(res, arch, dataset, "static", 0.0, 0.0))}
     for mode in READINGS:
         for label, (syn, te) in zip(("internal", "external", "both"), TABLE2_POINTS[1:]):
-            # The external cell has no sigma_syn: both readings share the static sweep's.
-            out[(mode, label)] = cell(res.groups(names, sigma_syn=syn, sigma_te=te, syn_mode=mode if syn else "static"))
+            out[(mode, label)] = cell(_table2_groups(res, arch, dataset, mode, syn, te))
     return out
 
 
@@ -188,8 +193,7 @@ def _table2_claims(res, mode: str):
     from .claims import difference, drops
 
     def g(arch, dataset, syn, te):
-        names = [table2_name(arch, dataset, s) for s in TRAINING_SEEDS]
-        return res.groups(names, sigma_syn=syn, sigma_te=te, syn_mode=mode if syn else "static")
+        return _table2_groups(res, arch, dataset, mode, syn, te)
 
     def drop(arch, dataset):
         return drops(g(arch, dataset, 0.0, 0.0), g(arch, dataset, SIGMA, SIGMA))
@@ -415,10 +419,7 @@ def _fig4_markdown(rows: list[dict], chips: int) -> str:
     for arch in ("rnn", "srnn"):
         for reg in (False, True):
             for d in DATASETS:
-                names = {
-                    t: weights_name(arch, d, reg, t, epochs=FIG4_EPOCHS if arch == "rnn" and t == 7 else 0)
-                    for t in FIG4_TIMESTEPS
-                }
+                names = {t: fig4_name(arch, d, reg, t) for t in FIG4_TIMESTEPS}
                 clean = [cell(res.groups([names[t]])) for t in FIG4_TIMESTEPS]
                 if any(c is None for c in clean):
                     continue
